@@ -1,0 +1,119 @@
+"""Bundled, offline data sets: scikit-learn's, generated MNIST-1D, synthetic polynomials."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dlopt._io import write_with_atomic
+from dlopt._validation import did_you_mean
+from dlopt.data.dataset import Dataset, make_dataset
+from dlopt.errors import DataError
+
+
+@dataclass(frozen=True)
+class BundledInfo:
+    name: str
+    description: str
+    loader: Callable[[], Dataset]
+
+
+def _sklearn(name: str) -> Callable[[], Dataset]:
+    def load() -> Dataset:
+        from sklearn import datasets
+
+        bunch = getattr(datasets, f"load_{name}")()
+        task = "regression" if name == "diabetes" else "classification"
+        data = make_dataset(bunch.data, bunch.target, name=name, task=task)
+        names = tuple(str(n) for n in getattr(bunch, "target_names", ()))
+        return Dataset(data.X, data.y, data.task, name, data.n_classes, names)
+
+    return load
+
+
+def cache_dir() -> Path:
+    """Where generated data sets are cached: ``$DLOPT_CACHE`` or ``~/.cache/dlopt``."""
+    return Path(os.environ.get("DLOPT_CACHE", Path.home() / ".cache" / "dlopt"))
+
+
+def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
+    """MNIST-1D (Greydanus 2020) generated offline by ``mnist1d.data.make_dataset``, cached.
+
+    ``mnist1d.data.get_dataset`` tries the network first; this never calls it. The generator
+    reseeds numpy's and Python's global RNGs, so their states are saved and restored around it.
+    """
+    path = cache_dir() / f"mnist1d-{num_samples}-{seed}.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return make_dataset(archive["X"], archive["y"], name="mnist1d",
+                                    task="classification", n_classes=10)
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)  # a damaged cache is regenerated, not trusted
+    from mnist1d.data import get_dataset_args, make_dataset as generate
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = num_samples, seed
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        raw = generate(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    X = np.concatenate([raw["x"], raw["x_test"]]).astype(np.float32)
+    y = np.concatenate([raw["y"], raw["y_test"]]).astype(np.int64)
+    write_with_atomic(path, lambda handle: np.savez(handle, X=X, y=y))
+    return make_dataset(X, y, name="mnist1d", task="classification", n_classes=10)
+
+
+def polynomial(
+    n: int = 40,
+    noise: float = 0.1,
+    *,
+    coefficients: tuple[float, ...] = (0.0, 1.0, 0.0, -1.5),
+    x_range: tuple[float, float] = (-1.0, 1.0),
+    function: Callable[[np.ndarray], np.ndarray] | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Synthetic 1-D regression y = f(x) + N(0, noise²), x uniform on `x_range`.
+
+    f is ``function`` when given, else the polynomial Σ coefficients[k]·x^k.
+    """
+    if n < 1:
+        raise DataError(f"polynomial(n=...) must be >= 1; got {n}", source="polynomial")
+    if not noise >= 0:
+        raise DataError(f"polynomial(noise=...) must be >= 0; got {noise}", source="polynomial")
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(*x_range, size=n)
+    f = function or (lambda t: np.polynomial.polynomial.polyval(t, coefficients))
+    y = f(x) + noise * rng.standard_normal(n)
+    return make_dataset(x[:, None], y, name="polynomial", task="regression")
+
+
+BUNDLED: dict[str, BundledInfo] = {
+    "digits": BundledInfo("digits", "8×8 handwritten digits, 1797 × 64, 10 classes (scikit-learn)",
+                          _sklearn("digits")),
+    "breast_cancer": BundledInfo("breast_cancer", "Wisconsin breast cancer, 569 × 30, 2 classes "
+                                 "(scikit-learn)", _sklearn("breast_cancer")),
+    "wine": BundledInfo("wine", "wine cultivars, 178 × 13, 3 classes (scikit-learn)",
+                        _sklearn("wine")),
+    "diabetes": BundledInfo("diabetes", "diabetes progression, 442 × 10, regression "
+                            "(scikit-learn)", _sklearn("diabetes")),
+    "mnist1d": BundledInfo("mnist1d", "MNIST-1D, 5000 × 40, 10 classes (generated offline)",
+                           load_mnist1d),
+    "polynomial": BundledInfo("polynomial", "synthetic 1-D polynomial regression, 40 × 1",
+                              polynomial),
+}
+
+
+def load_bundled(name: str) -> Dataset:
+    """Load a bundled data set by name (see :data:`BUNDLED`)."""
+    if name not in BUNDLED:
+        raise DataError(f"unknown data set; bundled: {', '.join(BUNDLED)}."
+                        + did_you_mean(name, BUNDLED), source=name)
+    return BUNDLED[name].loader()

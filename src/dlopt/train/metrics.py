@@ -1,0 +1,37 @@
+"""Losses by name and the metrics the trainer logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dlopt._validation import check_choice
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def mse_loss(output: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error; a (n, 1) output is compared with a (n,) target as a column."""
+    if output.dim() == target.dim() + 1 and output.shape[-1] == 1:
+        output = output.squeeze(-1)
+    return F.mse_loss(output, target)
+
+
+LOSSES: dict[str, LossFn] = {"cross_entropy": F.cross_entropy, "mse": mse_loss}
+
+
+def resolve_loss(loss: str | LossFn, target: Tensor) -> tuple[LossFn, bool]:
+    """(loss function, is classification) — "auto" picks cross-entropy for integer targets."""
+    classification = not torch.is_floating_point(target)
+    if callable(loss):
+        return loss, classification
+    if loss == "auto":
+        loss = "cross_entropy" if classification else "mse"
+    return check_choice("loss", loss, LOSSES, caller="Trainer"), classification
+
+
+def accuracy(output: Tensor, target: Tensor) -> float:
+    return float((output.argmax(-1) == target).double().mean())
