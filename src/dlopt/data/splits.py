@@ -83,7 +83,7 @@ def split_dataset(
         if not 1 <= train_size <= len(train):
             raise ValueError(f"split_dataset(train_size=...) must lie in [1, {len(train)}]; "
                              f"got {train_size}.")
-        train = train.subset(index["train"][:train_size])
+        train = data.subset(index["train"][:train_size])
     val = data.subset(index["val"]) if len(index["val"]) else None
     test = data.subset(index["test"])
     if standardize:

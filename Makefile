@@ -1,0 +1,30 @@
+# The two set-up commands of the README. Both create .venv when it is missing or older than
+# pyproject.toml; torch is pinned to the CPU build that lies on this machine's disk.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint setup clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dlopt reproduce --quick --out report
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) report .pytest_cache .mypy_cache .ruff_cache

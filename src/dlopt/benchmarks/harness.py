@@ -1,0 +1,103 @@
+"""The benchmark harness: interleaved repeats in one process, medians and ratios.
+
+Each benchmark times dlopt and its anchors on the same inputs, alternating them within every
+repeat so that drift (thermal, other load) hits all alike, with torch's thread count pinned.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from dlopt._validation import did_you_mean
+from dlopt.errors import DloptError
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    seconds: list[float]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    title: str
+    unit: str  # what one timed call covers, e.g. "epoch"
+    timings: list[Timing]
+    baseline: str  # the name the ratios divide by
+    notes: list[str] = field(default_factory=list)
+    threads: int = field(default_factory=torch.get_num_threads)
+
+    def ratio(self, name: str, to: str | None = None) -> float:
+        by = {t.name: t for t in self.timings}
+        return by[name].median / by[to or self.baseline].median
+
+    def render(self) -> str:
+        lines = [self.title, f"{'variant':<34} {'median':>12} {'min':>12}  ratio to {self.baseline}"]
+        for t in self.timings:
+            lines.append(f"{t.name:<34} {t.median * 1e3:>9.3f} ms {min(t.seconds) * 1e3:>9.3f} ms"
+                         f"  {self.ratio(t.name):.3f}")
+        lines.append(f"(per {self.unit}; {len(self.timings[0].seconds)} interleaved repeats; "
+                     f"torch threads {self.threads})")
+        return "\n".join(lines + self.notes)
+
+
+def interleave(variants: dict[str, Callable[[], float | None]], repeats: int,
+               warmup: int = 1) -> list[Timing]:
+    """Call each variant `repeats` times, alternating; a variant may return its own seconds."""
+    for _ in range(warmup):
+        for run in variants.values():
+            run()
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(repeats):
+        order = list(variants) if r % 2 == 0 else list(reversed(variants))
+        for name in order:
+            start = time.perf_counter()
+            measured = variants[name]()
+            seconds[name].append(measured if measured is not None else time.perf_counter() - start)
+    return [Timing(name, seconds[name]) for name in variants]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    description: str
+    run: Callable[[int], BenchReport]
+
+
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def benchmark(name: str, description: str) -> Callable[[Callable[[int], BenchReport]],
+                                                        Callable[[int], BenchReport]]:
+    def register(run: Callable[[int], BenchReport]) -> Callable[[int], BenchReport]:
+        BENCHMARKS[name] = Benchmark(name, description, run)
+        return run
+
+    return register
+
+
+def run_benchmark(name: str, *, repeats: int = 5, threads: int = 1,
+                  echo: bool = True) -> BenchReport:
+    if name not in BENCHMARKS:
+        raise DloptError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}."
+                         + did_you_mean(name, BENCHMARKS), source="bench")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        report = BENCHMARKS[name].run(repeats)
+    finally:
+        torch.set_num_threads(previous)
+    if echo:
+        print(report.render())
+    return report

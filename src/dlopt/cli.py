@@ -1,0 +1,170 @@
+"""The ``dlopt`` command line: train, datasets, reproduce, bench.
+
+Exit codes: 0 ok · 1 internal bug (traceback only with --debug) · 2 bad input or usage (one line
+``error: …`` on stderr) · 3 training diverged · 130 SIGINT · 143 SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.exceptions import TyperException
+
+from dlopt.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BUG,
+    EXIT_DIVERGED,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    DloptError,
+    TrainingDiverged,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="dlopt: train deep networks with the chapter's techniques and measure "
+                       "its claims.")
+datasets_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                           help="List the bundled data sets, or check one (or your file).")
+app.add_typer(datasets_app, name="datasets")
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Run configuration (TOML).")],
+    out: Annotated[Path, typer.Option(help="Folder for checkpoint, history, metrics, plots.")] = Path("runs/latest"),
+    resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/checkpoint.pt.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model from CONFIG; write OUT/{history.csv,checkpoint.pt,best.pt,metrics.json,curves.png}."""
+    from dlopt.config import load_config
+    from dlopt.train.run import train_run
+
+    result = train_run(load_config(config), out, resume=resume, quiet=quiet)
+    if result.interrupted:
+        name = signal.Signals(result.interrupted).name
+        print(f"interrupted by {name}: checkpoint saved in {out}; continue with --resume",
+              file=sys.stderr)
+        raise typer.Exit(EXIT_SIGINT if result.interrupted == signal.SIGINT else EXIT_SIGTERM)
+
+
+@datasets_app.callback(invoke_without_command=True)
+def datasets(ctx: typer.Context) -> None:
+    """List the bundled data sets."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dlopt.data import BUNDLED
+
+    for info in BUNDLED.values():
+        print(f"{info.name:<14} {info.description}")
+
+
+@datasets_app.command("show")
+def datasets_show(
+    source: Annotated[str, typer.Argument(help="A bundled name or a file (.csv .npy .npz IDX .bin).")],
+    label: Annotated[str | None, typer.Option(help="CSV label column (default: the last).")] = None,
+    labels: Annotated[str | None, typer.Option(help="IDX labels file for an images file.")] = None,
+) -> None:
+    """Validate a data set and print its shape, classes and split sizes."""
+    from dlopt.data import load_data, split_dataset
+
+    data = load_data(source, label=label, labels=labels)
+    print(f"name        {data.name}")
+    print(f"samples     {len(data)}")
+    print(f"features    {tuple(data.feature_shape)}")
+    print(f"task        {data.task}")
+    if data.task == "classification":
+        counts = data.y.bincount(minlength=data.n_classes).tolist()
+        print(f"classes     {data.n_classes}  (counts {counts})")
+    else:
+        print(f"target      mean {float(data.y.mean()):.4g}, std {float(data.y.std()):.4g}")
+    try:
+        sizes = split_dataset(data, seed=0, standardize=False).sizes()
+        print("splits      " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    except DloptError as exc:
+        print(f"splits      none ({exc.reason})")
+
+
+@app.command()
+def reproduce(
+    quick: Annotated[bool, typer.Option("--quick/--full", help="Minutes on 2 CPU cores, or the full runs.")] = True,
+    only: Annotated[list[str] | None, typer.Option(help="Run only this experiment id (repeatable).")] = None,
+    out: Annotated[Path, typer.Option(help="Report folder: index.html, results.json, PNGs.")] = Path("report"),
+    quiet: Quiet = False,
+) -> None:
+    """Measure the chapter's claims; write OUT/index.html and OUT/results.json."""
+    from dlopt.experiments import run_experiments
+
+    results = run_experiments(out, quick=quick, only=only or None, quiet=quiet)
+    confirmed = sum(r.confirmed for r in results)
+    print(f"{confirmed}/{len(results)} claims confirmed; report: {out / 'index.html'}",
+          file=sys.stderr)
+
+
+@app.command()
+def bench(
+    name: Annotated[str | None, typer.Argument(help="Benchmark to run; none lists them.")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Interleaved repeats.")] = 5,
+) -> None:
+    """Compare dlopt with its anchors in one process: medians and ratios."""
+    from dlopt.benchmarks import BENCHMARKS, run_benchmark
+
+    if name is None:
+        for key, bench_ in BENCHMARKS.items():
+            print(f"{key:<10} {bench_.description}")
+        return
+    run_benchmark(name, repeats=repeats)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and map every outcome onto the exit-code contract."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("DLOPT_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"] or ["--help"]
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING, stream=sys.stderr)
+    try:
+        code = app(args=args, prog_name="dlopt", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return EXIT_SIGINT
+    except TyperException as exc:  # usage errors: bad option, missing argument, bad value
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except DloptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except OSError as exc:  # an unwritable --out, a full disk: the user's to fix, not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    except Exception as exc:  # a bug: say so in one line, the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        message = " ".join(str(exc).split())[:300]
+        print(f"internal error (a bug in dlopt; rerun with --debug): {type(exc).__name__}: "
+              f"{message}", file=sys.stderr)
+        return EXIT_BUG
+    return code if isinstance(code, int) else 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

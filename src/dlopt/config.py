@@ -1,0 +1,178 @@
+"""Run configuration: TOML files validated by pydantic, one clear line per problem (SPEC J3).
+
+A config names the data, the model, the optimizer, an optional LR schedule, training settings
+and optional early stopping. Every key is checked: an unknown key (with a "did you mean"), a
+wrong type (``lr = "1e-3"``), an out-of-range or non-finite value is an error naming the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dlopt._validation import did_you_mean
+from dlopt.errors import ConfigError
+from dlopt.nn.activations import activation_names
+
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class DataConfig(_Section):
+    name: str = "digits"  # a bundled data set, or a file path
+    label: str | None = None  # CSV label column
+    labels: str | None = None  # IDX labels file for an images file
+    val_fraction: float = Field(0.15, ge=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    standardize: bool = True
+    train_size: int | None = Field(None, ge=1)
+
+
+class ModelConfig(_Section):
+    kind: Literal["mlp", "cnn"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [128])
+    activation: str = "relu"
+    batch_norm: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+    input_dropout: float = Field(0.0, ge=0, lt=1)
+    maxout_pieces: int = Field(2, ge=1)
+    channels: list[int] = Field(default_factory=lambda: [16, 32])
+    kernel_size: int = Field(3, ge=1)
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, name: str) -> str:
+        names = activation_names()
+        if name not in names:
+            raise ValueError(f"unknown activation {name!r}; known: {', '.join(names)}."
+                             + did_you_mean(name, names))
+        return name
+
+    @field_validator("hidden", "channels")
+    @classmethod
+    def _positive_widths(cls, widths: list[int]) -> list[int]:
+        if any(w < 1 for w in widths):
+            raise ValueError(f"every width must be >= 1; got {widths}")
+        return widths
+
+
+class OptimizerConfig(_Section):
+    name: Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "lbfgs"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class ScheduleConfig(_Section):
+    name: Literal["none", "step", "cosine", "exponential", "plateau"] = "none"
+    step_size: int = Field(10, ge=1)
+    gamma: float = Field(0.1, gt=0, le=1)
+    patience: int = Field(5, ge=0)
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(64, ge=1)
+    loss: Literal["auto", "cross_entropy", "mse"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every_steps: int = Field(0, ge=0)
+
+
+class EarlyStoppingConfig(_Section):
+    monitor: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best_weights: bool = True
+
+
+class RunConfig(_Section):
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    early_stopping: EarlyStoppingConfig | None = None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where an unknown key was found (for "did you mean")."""
+    for key in loc[:-1]:
+        field = model.model_fields.get(str(key))
+        annotation = getattr(field, "annotation", None)
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,))
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel]) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(part) for part in loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        message = "unknown key." + did_you_mean(str(loc[-1]), _fields_at(model, loc))
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        if "input" in first and first["type"] not in ("missing",):
+            shown = repr(first["input"])
+            message += f" (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(
+        errors) > 1 else ""
+    return f"{where}: {message}{more}"
+
+
+def parse_config(data: dict[str, Any], *, source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, RunConfig), source=source) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a TOML run configuration."""
+    path = Path(path)
+    if path.suffix.lower() != ".toml":
+        raise ConfigError("a config must be a TOML file (.toml)", source=path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{size} bytes; a config may hold at most {MAX_CONFIG_BYTES}",
+                              source=path)
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("no such file", source=path) from None
+    except IsADirectoryError:
+        raise ConfigError("is a folder, not a config file", source=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("not UTF-8 text", source=path, where=f"@{exc.start}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        where = ""
+        if "(at line" in message:
+            message, _, position = message.partition(" (at line ")
+            line, _, column = position.rstrip(")").partition(", column ")
+            where = f":{line}:{column}" if column else f":{line}"
+        elif "(at end of document)" in message:
+            message = message.replace(" (at end of document)", " at the end of the file")
+        raise ConfigError(f"invalid TOML: {message}", source=path, where=where) from None
+    except RecursionError:
+        raise ConfigError("invalid TOML: nested too deeply", source=path) from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,15 @@
+"""`dlopt reproduce`: the chapter's claims as experiments, and the HTML report."""
+
+from dlopt.experiments import early_stopping  # noqa: F401  (registers D1)
+from dlopt.experiments.registry import (
+    EXPERIMENTS,
+    Context,
+    Experiment,
+    Outcome,
+    Result,
+    experiment,
+    run_experiments,
+)
+
+__all__ = ["EXPERIMENTS", "Context", "Experiment", "Outcome", "Result", "experiment",
+           "run_experiments"]
