@@ -65,8 +65,8 @@ def make_dataset(
 ) -> Dataset:
     """Validate arrays and build a :class:`Dataset`.
 
-    `task` defaults to classification when `y` holds integers (or integral floats with few
-    distinct values) and to regression otherwise. Raises :class:`DataError` naming `source`.
+    `task` defaults to classification when `y` holds integral values with at most
+    max(20, √n) distinct ones, and to regression otherwise. Raises :class:`DataError` naming `source`.
     """
     src = source or name
     X = np.asarray(X)
@@ -92,7 +92,9 @@ def make_dataset(
             raise DataError(f"{what} contain NaN or inf (first in sample {bad})", source=src)
     if task is None:
         integral = np.issubdtype(y.dtype, np.integer) or bool(np.all(np.mod(y, 1) == 0))
-        task = "classification" if integral and len(np.unique(y)) <= max(2, len(y) // 2) else "regression"
+        # integral labels with few distinct values are classes (diabetes' integer targets are not)
+        few = len(np.unique(y)) <= max(20, int(np.sqrt(len(y))))
+        task = "classification" if integral and few else "regression"
     if task == "classification":
         if not (np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0)):
             raise DataError("class labels must be integers", source=src)

@@ -353,7 +353,7 @@ class Trainer:
                     "python": random.getstate()},
             "meta": {"seed": self.seed, "batch_size": self.batch_size,
                      "data": self._data_fingerprint, "optimizer": type(self.optimizer).__name__,
-                     "threads": torch.get_num_threads(), "torch": torch.__version__},
+                     "threads": torch.get_num_threads(), "torch": str(torch.__version__)},
         }
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
