@@ -11,9 +11,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.pyplot as plt
 
-from dlopt._io import write_bytes_atomic  # noqa: E402
+from dlopt._io import write_bytes_atomic
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
@@ -29,8 +29,13 @@ def figure(ncols: int = 1, *, width: float = 5.0, height: float = 3.6) -> tuple[
     return fig, axes[0]
 
 
-def plot_history(history: Sequence[dict[str, float]], path: str | Path, *,
-                 title: str = "", marks: dict[str, float] | None = None) -> Path:
+def plot_history(
+    history: Sequence[dict[str, float]],
+    path: str | Path,
+    *,
+    title: str = "",
+    marks: dict[str, float] | None = None,
+) -> Path:
     """Loss (left) and accuracy, if logged (right), against epochs; `marks` draws vertical lines."""
     has_acc = any("accuracy" in h or "val_accuracy" in h for h in history)
     fig, axes = figure(2 if has_acc else 1)

@@ -27,11 +27,17 @@ from dlopt.errors import (
     TrainingDiverged,
 )
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="dlopt: train deep networks with the chapter's techniques and measure "
-                       "its claims.")
-datasets_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                           help="List the bundled data sets, or check one (or your file).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="dlopt: train deep networks with the chapter's techniques and measure its claims.",
+)
+datasets_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="List the bundled data sets, or check one (or your file).",
+)
 app.add_typer(datasets_app, name="datasets")
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
@@ -40,8 +46,12 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or s
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Run configuration (TOML).")],
-    out: Annotated[Path, typer.Option(help="Folder for checkpoint, history, metrics, plots.")] = Path("runs/latest"),
-    resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/checkpoint.pt.")] = False,
+    out: Annotated[
+        Path, typer.Option(help="Folder for checkpoint, history, metrics, plots.")
+    ] = Path("runs/latest"),
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run saved in OUT/checkpoint.pt.")
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a model from CONFIG; write OUT/{history.csv,checkpoint.pt,best.pt,metrics.json,curves.png}."""
@@ -51,8 +61,10 @@ def train(
     result = train_run(load_config(config), out, resume=resume, quiet=quiet)
     if result.interrupted:
         name = signal.Signals(result.interrupted).name
-        print(f"interrupted by {name}: checkpoint saved in {out}; continue with --resume",
-              file=sys.stderr)
+        print(
+            f"interrupted by {name}: checkpoint saved in {out}; continue with --resume",
+            file=sys.stderr,
+        )
         raise typer.Exit(EXIT_SIGINT if result.interrupted == signal.SIGINT else EXIT_SIGTERM)
 
 
@@ -69,7 +81,9 @@ def datasets(ctx: typer.Context) -> None:
 
 @datasets_app.command("show")
 def datasets_show(
-    source: Annotated[str, typer.Argument(help="A bundled name or a file (.csv .npy .npz IDX .bin).")],
+    source: Annotated[
+        str, typer.Argument(help="A bundled name or a file (.csv .npy .npz IDX .bin).")
+    ],
     label: Annotated[str | None, typer.Option(help="CSV label column (default: the last).")] = None,
     labels: Annotated[str | None, typer.Option(help="IDX labels file for an images file.")] = None,
 ) -> None:
@@ -95,9 +109,15 @@ def datasets_show(
 
 @app.command()
 def reproduce(
-    quick: Annotated[bool, typer.Option("--quick/--full", help="Minutes on 2 CPU cores, or the full runs.")] = True,
-    only: Annotated[list[str] | None, typer.Option(help="Run only this experiment id (repeatable).")] = None,
-    out: Annotated[Path, typer.Option(help="Report folder: index.html, results.json, PNGs.")] = Path("report"),
+    quick: Annotated[
+        bool, typer.Option("--quick/--full", help="Minutes on 2 CPU cores, or the full runs.")
+    ] = True,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only this experiment id (repeatable).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Report folder: index.html, results.json, PNGs.")
+    ] = Path("report"),
     quiet: Quiet = False,
 ) -> None:
     """Measure the chapter's claims; write OUT/index.html and OUT/results.json."""
@@ -105,8 +125,10 @@ def reproduce(
 
     results = run_experiments(out, quick=quick, only=only or None, quiet=quiet)
     confirmed = sum(r.confirmed for r in results)
-    print(f"{confirmed}/{len(results)} claims confirmed; report: {out / 'index.html'}",
-          file=sys.stderr)
+    print(
+        f"{confirmed}/{len(results)} claims confirmed; report: {out / 'index.html'}",
+        file=sys.stderr,
+    )
 
 
 @app.command()
@@ -129,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("DLOPT_DEBUG") == "1"
     args = [a for a in args if a != "--debug"] or ["--help"]
-    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING, stream=sys.stderr)
+    _log_to_stderr()
     try:
         code = app(args=args, prog_name="dlopt", standalone_mode=False)
     except typer.Exit as exc:
@@ -156,10 +178,33 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         message = " ".join(str(exc).split())[:300]
-        print(f"internal error (a bug in dlopt; rerun with --debug): {type(exc).__name__}: "
-              f"{message}", file=sys.stderr)
+        print(
+            f"internal error (a bug in dlopt; rerun with --debug): {type(exc).__name__}: {message}",
+            file=sys.stderr,
+        )
         return EXIT_BUG
     return code if isinstance(code, int) else 0
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Writes to whatever sys.stderr is at the time of the message (tests swap it)."""
+
+    @property  # type: ignore[override,unused-ignore]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("dlopt")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
 
 
 def entry() -> None:

@@ -50,8 +50,10 @@ class ModelConfig(_Section):
     def _known_activation(cls, name: str) -> str:
         names = activation_names()
         if name not in names:
-            raise ValueError(f"unknown activation {name!r}; known: {', '.join(names)}."
-                             + did_you_mean(name, names))
+            raise ValueError(
+                f"unknown activation {name!r}; known: {', '.join(names)}."
+                + did_you_mean(name, names)
+            )
         return name
 
     @field_validator("hidden", "channels")
@@ -95,11 +97,11 @@ class EarlyStoppingConfig(_Section):
 class RunConfig(_Section):
     name: str = "run"
     seed: int = 0
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: DataConfig = Field(default_factory=lambda: DataConfig())
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig())
+    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig())
+    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig())
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig())
     early_stopping: EarlyStoppingConfig | None = None
 
 
@@ -108,8 +110,11 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     for key in loc[:-1]:
         field = model.model_fields.get(str(key))
         annotation = getattr(field, "annotation", None)
-        candidates = [a for a in getattr(annotation, "__args__", (annotation,))
-                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        candidates = [
+            a
+            for a in getattr(annotation, "__args__", (annotation,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if not candidates:
             return []
         model = candidates[0]
@@ -128,8 +133,11 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel]) -> str
         if "input" in first and first["type"] not in ("missing",):
             shown = repr(first["input"])
             message += f" (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(
-        errors) > 1 else ""
+    more = (
+        f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        if len(errors) > 1
+        else ""
+    )
     return f"{where}: {message}{more}"
 
 
@@ -148,8 +156,9 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{size} bytes; a config may hold at most {MAX_CONFIG_BYTES}",
-                              source=path)
+            raise ConfigError(
+                f"{size} bytes; a config may hold at most {MAX_CONFIG_BYTES}", source=path
+            )
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError("no such file", source=path) from None

@@ -9,12 +9,15 @@ from dlopt.data import BUNDLED, load_bundled, load_data, load_mnist1d, polynomia
 from dlopt.errors import DataError
 
 
-@pytest.mark.parametrize(("name", "loader", "task"), [
-    ("digits", skd.load_digits, "classification"),
-    ("breast_cancer", skd.load_breast_cancer, "classification"),
-    ("wine", skd.load_wine, "classification"),
-    ("diabetes", skd.load_diabetes, "regression"),
-])
+@pytest.mark.parametrize(
+    ("name", "loader", "task"),
+    [
+        ("digits", skd.load_digits, "classification"),
+        ("breast_cancer", skd.load_breast_cancer, "classification"),
+        ("wine", skd.load_wine, "classification"),
+        ("diabetes", skd.load_diabetes, "regression"),
+    ],
+)
 def test_sklearn_sets_equal_the_source(name, loader, task):
     data, bunch = load_bundled(name), loader()
     assert data.task == task
@@ -54,7 +57,9 @@ def test_polynomial_is_the_stated_function_plus_noise():
     x = clean.X[:, 0].double()
     torch.testing.assert_close(clean.y.double(), (1 - 2 * x + 0.5 * x**2), rtol=1e-6, atol=1e-6)
     noisy = polynomial(n=2000, noise=0.3, coefficients=(1.0, -2.0, 0.5), seed=3)
-    residual = noisy.y.double() - (1 - 2 * noisy.X[:, 0].double() + 0.5 * noisy.X[:, 0].double() ** 2)
+    residual = noisy.y.double() - (
+        1 - 2 * noisy.X[:, 0].double() + 0.5 * noisy.X[:, 0].double() ** 2
+    )
     assert abs(float(residual.std()) - 0.3) < 0.02
 
 

@@ -12,8 +12,11 @@ from dlopt.errors import DataError
 
 
 def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
-    return struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) \
+    return (
+        struct.pack(">HBB", 0, code, array.ndim)
+        + struct.pack(f">{array.ndim}I", *array.shape)
         + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    )
 
 
 def test_csv_with_header_and_named_label(tmp_path):
@@ -32,16 +35,19 @@ def test_csv_without_header_takes_the_last_column_and_detects_regression(tmp_pat
     np.testing.assert_allclose(data.y.numpy(), [0.5, 1.25, 2.5])
 
 
-@pytest.mark.parametrize(("text", "where", "reason"), [
-    ("", "", "empty"),
-    ("a,b\n", "", "no data rows"),
-    ("a,b\n1,2\n3\n", ":3", "1 fields where 2"),
-    ("a,b\n1,x\n", ":2:2", "not a number"),
-    ("a,b\n1,nan\n", ":2:2", "NaN or inf"),
-    ("a,b\n1,inf\n", ":2:2", "NaN or inf"),
-    ("a\n1\n", "", "at least 2 columns"),
-    ("a,b\n1,-1\n2,3\n", "", "must be >= 0"),
-])
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        ("", "", "empty"),
+        ("a,b\n", "", "no data rows"),
+        ("a,b\n1,2\n3\n", ":3", "1 fields where 2"),
+        ("a,b\n1,x\n", ":2:2", "not a number"),
+        ("a,b\n1,nan\n", ":2:2", "NaN or inf"),
+        ("a,b\n1,inf\n", ":2:2", "NaN or inf"),
+        ("a\n1\n", "", "at least 2 columns"),
+        ("a,b\n1,-1\n2,3\n", "", "must be >= 0"),
+    ],
+)
 def test_csv_refusals_name_file_and_place(tmp_path, text, where, reason):
     path = tmp_path / "bad.csv"
     path.write_text(text)
@@ -63,8 +69,11 @@ def test_npy_and_npz_round_trip(tmp_path):
     np.save(tmp_path / "a.npy", np.column_stack([X, y]))
     np.savez(tmp_path / "b.npz", X=X, y=y)
     np.savez_compressed(tmp_path / "c.npz", X=X, y=y)
-    for data in (read_npy(tmp_path / "a.npy"), read_npz(tmp_path / "b.npz"),
-                 read_npz(tmp_path / "c.npz")):
+    for data in (
+        read_npy(tmp_path / "a.npy"),
+        read_npz(tmp_path / "b.npz"),
+        read_npz(tmp_path / "c.npz"),
+    ):
         np.testing.assert_allclose(data.X.numpy(), X.astype(np.float32))
         assert data.y.tolist() == y.tolist()
 
@@ -76,8 +85,12 @@ def test_npz_refusals(tmp_path):
         "len.npz": dict(X=np.zeros((3, 2)), y=np.zeros(2)),
         "noy.npz": dict(X=np.zeros((3, 2))),
     }
-    reasons = {"object.npz": "Python objects", "nan.npz": "NaN", "len.npz": "3 feature rows but 2",
-               "noy.npz": "no array 'y'"}
+    reasons = {
+        "object.npz": "Python objects",
+        "nan.npz": "NaN",
+        "len.npz": "3 feature rows but 2",
+        "noy.npz": "no array 'y'",
+    }
     for name, arrays in cases.items():
         np.savez(tmp_path / name, **arrays)
         with pytest.raises(DataError, match=reasons[name]):
@@ -88,7 +101,9 @@ def test_npy_header_claiming_huge_size_is_refused_before_allocation(tmp_path):
     path = tmp_path / "huge.npy"
     header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2147483648, 2), }"
     header += " " * (118 - len(header)) + "\n"
-    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + b"\0" * 64)
+    path.write_bytes(
+        b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + b"\0" * 64
+    )
     with pytest.raises(DataError, match="header declares"):
         read_npy(path)
 
@@ -124,7 +139,9 @@ def test_idx_refusals(tmp_path):
         (tmp_path / f"{name}.idx").write_bytes(raw)
         with pytest.raises(DataError, match=reason):
             read_idx(tmp_path / f"{name}.idx")
-    (tmp_path / "bomb.idx.gz").write_bytes(gzip.compress(struct.pack(">HBBI", 0, 8, 1, 10) + b"\0" * 10**6))
+    (tmp_path / "bomb.idx.gz").write_bytes(
+        gzip.compress(struct.pack(">HBBI", 0, 8, 1, 10) + b"\0" * 10**6)
+    )
     with pytest.raises(DataError, match="declares"):
         read_idx(tmp_path / "bomb.idx.gz")
     (tmp_path / "notgz.idx.gz").write_bytes(b"not gzip at all")

@@ -17,11 +17,22 @@ def test_activation_gradients_match_finite_differences(name):
     assert torch.autograd.gradcheck(module, (z.requires_grad_(),))
 
 
-@pytest.mark.parametrize(("name", "reference"), [
-    ("sigmoid", torch.sigmoid), ("tanh", torch.tanh), ("relu", F.relu), ("gelu", F.gelu),
-    ("leaky_relu", lambda z: F.leaky_relu(z, 0.01)), ("elu", F.elu), ("silu", F.silu),
-    ("mish", F.mish), ("softplus", F.softplus), ("selu", F.selu), ("linear", lambda z: z),
-])
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("sigmoid", torch.sigmoid),
+        ("tanh", torch.tanh),
+        ("relu", F.relu),
+        ("gelu", F.gelu),
+        ("leaky_relu", lambda z: F.leaky_relu(z, 0.01)),
+        ("elu", F.elu),
+        ("silu", F.silu),
+        ("mish", F.mish),
+        ("softplus", F.softplus),
+        ("selu", F.selu),
+        ("linear", lambda z: z),
+    ],
+)
 def test_activation_values_equal_torch_functional(name, reference):
     z = torch.linspace(-4, 4, 101)
     torch.testing.assert_close(activation(name)(z), reference(z))
@@ -40,8 +51,9 @@ def test_maxout_equals_a_hand_written_max_over_pieces():
     layer = Maxout(5, 3, pieces=4).double()
     x = torch.randn(7, 5, dtype=torch.float64)
     W, b = layer.linear.weight.view(3, 4, 5), layer.linear.bias.view(3, 4)
-    expected = torch.stack([torch.stack([x @ W[j, i] + b[j, i] for i in range(4)]).amax(0)
-                            for j in range(3)], dim=1)
+    expected = torch.stack(
+        [torch.stack([x @ W[j, i] + b[j, i] for i in range(4)]).amax(0) for j in range(3)], dim=1
+    )
     torch.testing.assert_close(layer(x), expected)
     assert torch.autograd.gradcheck(layer, (x.requires_grad_(),))
 
@@ -59,8 +71,19 @@ def test_registry_options_and_unknown_names():
 def test_mlp_layout_puts_batchnorm_before_the_activation_and_drops_linear_bias():
     model = mlp(10, 3, (8, 6), activation="tanh", batch_norm=True, dropout=0.5, input_dropout=0.2)
     kinds = [type(m).__name__ for m in model]
-    assert kinds == ["Flatten", "Dropout", "Linear", "BatchNorm1d", "Tanh", "Dropout", "Linear",
-                     "BatchNorm1d", "Tanh", "Dropout", "Linear"]
+    assert kinds == [
+        "Flatten",
+        "Dropout",
+        "Linear",
+        "BatchNorm1d",
+        "Tanh",
+        "Dropout",
+        "Linear",
+        "BatchNorm1d",
+        "Tanh",
+        "Dropout",
+        "Linear",
+    ]
     assert model[2].bias is None and model[-1].bias is not None
     assert model[1].p == 0.2 and model[5].p == 0.5
     assert model(torch.randn(4, 10)).shape == (4, 3)
@@ -68,8 +91,9 @@ def test_mlp_layout_puts_batchnorm_before_the_activation_and_drops_linear_bias()
     assert isinstance(maxout[1], Maxout) and maxout(torch.randn(2, 10)).shape == (2, 3)
 
 
-@pytest.mark.parametrize(("shape", "conv"), [((40,), nn.Conv1d), ((2, 40), nn.Conv1d),
-                                              ((3, 8, 8), nn.Conv2d)])
+@pytest.mark.parametrize(
+    ("shape", "conv"), [((40,), nn.Conv1d), ((2, 40), nn.Conv1d), ((3, 8, 8), nn.Conv2d)]
+)
 def test_cnn_builds_conv1d_or_conv2d_and_accepts_flat_inputs(shape, conv):
     model = cnn(shape, 5, channels=(4, 6), batch_norm=True, hidden=(16,))
     assert sum(isinstance(m, conv) for m in model) == 2

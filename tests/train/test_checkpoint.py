@@ -18,12 +18,20 @@ from .helpers import digits_small, stochastic_model
 def _trained_checkpoint(folder, optimizer="adam"):
     splits = digits_small(128)
     model = stochastic_model()
-    opt = {"adam": lambda: torch.optim.Adam(model.parameters(), 1e-3),
-           "sgd": lambda: torch.optim.SGD(model.parameters(), 0.1, momentum=0.9),
-           "lbfgs": lambda: torch.optim.LBFGS(model.parameters())}[optimizer]()
+    opt = {
+        "adam": lambda: torch.optim.Adam(model.parameters(), 1e-3),
+        "sgd": lambda: torch.optim.SGD(model.parameters(), 0.1, momentum=0.9),
+        "lbfgs": lambda: torch.optim.LBFGS(model.parameters()),
+    }[optimizer]()
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
-    trainer = Trainer(model, opt, scheduler=sched, max_epochs=2, batch_size=32,
-                      callbacks=[EarlyStopping(patience=5), Checkpoint(folder)])
+    trainer = Trainer(
+        model,
+        opt,
+        scheduler=sched,
+        max_epochs=2,
+        batch_size=32,
+        callbacks=[EarlyStopping(patience=5), Checkpoint(folder)],
+    )
     trainer.fit(splits.train, splits.val)
     return trainer
 
@@ -41,8 +49,11 @@ def test_every_checkpoint_kind_reloads_weights_only_without_safe_globals(tmp_pat
 
 def test_flipped_bytes_and_truncations_are_detected_before_use(tmp_path):
     """S4: 20 single-byte flips at random offsets and 5 truncations: 25/25 detected."""
-    save_checkpoint({"format": "dlopt-checkpoint", "w": torch.randn(2000)}, tmp_path / "c.pt",
-                    keep_previous=False)
+    save_checkpoint(
+        {"format": "dlopt-checkpoint", "w": torch.randn(2000)},
+        tmp_path / "c.pt",
+        keep_previous=False,
+    )
     good = (tmp_path / "c.pt").read_bytes()
     sidecar = (tmp_path / "c.pt.sha256").read_text()
     rng = random.Random(0)
@@ -57,7 +68,7 @@ def test_flipped_bytes_and_truncations_are_detected_before_use(tmp_path):
             bad = bad[:where]
         (tmp_path / "c.pt").write_bytes(bytes(bad))
         (tmp_path / "c.pt.sha256").write_text(sidecar)
-        with pytest.raises(CheckpointError, match="SHA-256 mismatch|no valid checkpoint"):
+        with pytest.raises(CheckpointError, match=r"SHA-256 mismatch|no valid checkpoint"):
             load_checkpoint(tmp_path / "c.pt")
         detected += 1
     assert detected == 25
@@ -90,8 +101,9 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_with_a_warning(t
 def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     """R4: an object whose __reduce__ raises, and ENOSPC on write."""
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint({"format": "dlopt-checkpoint", "v": torch.ones(3), "pad": torch.zeros(500)},
-                    path)
+    save_checkpoint(
+        {"format": "dlopt-checkpoint", "v": torch.ones(3), "pad": torch.zeros(500)}, path
+    )
     before = path.read_bytes()
 
     class Exploding:

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from dlopt.train import Callback, Checkpoint, EarlyStopping, Trainer, load_checkpoint, save_checkpoint
+from dlopt.train import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    Trainer,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 from .helpers import digits_small, stochastic_model
 
@@ -63,14 +70,22 @@ def make_run(folder, *, seed: int = 0, interrupt: Interrupt | None = None) -> Ru
     model = stochastic_model(seed)
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     # threshold 10 (absolute): every epoch after the first counts as "bad" → the LR drops
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, threshold=10,
-                                                       threshold_mode="abs", factor=0.5)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, patience=0, threshold=10, threshold_mode="abs", factor=0.5
+    )
     # min_delta 10: only epoch 1 "improves", so the best weights are epoch 1's
     stopper = EarlyStopping("val_loss", patience=100, min_delta=10)
     trace = Trace()
     callbacks = [stopper, trace, Checkpoint(folder)] + ([interrupt] if interrupt else [])
-    trainer = Trainer(model, opt, scheduler=sched, max_epochs=EPOCHS, batch_size=BATCH,
-                      callbacks=callbacks, seed=0)
+    trainer = Trainer(
+        model,
+        opt,
+        scheduler=sched,
+        max_epochs=EPOCHS,
+        batch_size=BATCH,
+        callbacks=callbacks,
+        seed=0,
+    )
     run = Run(trainer, trace, stopper)
     run.splits = splits  # type: ignore[attr-defined]
     return run
@@ -82,9 +97,13 @@ def fit(run: Run, resume_from=None) -> None:
 
 def outcome(run: Run, folder) -> dict:
     final_checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
-    return {"model": run.trainer.model.state_dict(), "trained": final_checkpoint["model"],
-            "optimizer": final_checkpoint["optimizer"], "history": run.trainer.state.history,
-            "early_stopping": run.stopper.state_dict()}
+    return {
+        "model": run.trainer.model.state_dict(),
+        "trained": final_checkpoint["model"],
+        "optimizer": final_checkpoint["optimizer"],
+        "history": run.trainer.state.history,
+        "early_stopping": run.stopper.state_dict(),
+    }
 
 
 def equal(a, b) -> bool:
@@ -126,14 +145,19 @@ def interrupted_then_resumed(folder, interrupt: Interrupt, mutate=None):
     return outcome(second, folder), first.trace.losses + second.trace.losses
 
 
-STOP_POINTS = ([Interrupt(step=s) for s in (1, TOTAL, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH)]
-               + [Interrupt(epoch=e) for e in (1, 2)]
-               + [Interrupt(step=s) for s in random.Random(7).sample(
-                   [s for s in range(2, TOTAL) if s % STEPS_PER_EPOCH], 14)])
+STOP_POINTS = (
+    [Interrupt(step=s) for s in (1, TOTAL, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH)]
+    + [Interrupt(epoch=e) for e in (1, 2)]
+    + [
+        Interrupt(step=s)
+        for s in random.Random(7).sample([s for s in range(2, TOTAL) if s % STEPS_PER_EPOCH], 14)
+    ]
+)
 
 
-@pytest.mark.parametrize("interrupt", STOP_POINTS,
-                         ids=lambda i: f"step{i.step}" if i.step else f"after-epoch{i.epoch}")
+@pytest.mark.parametrize(
+    "interrupt", STOP_POINTS, ids=lambda i: f"step{i.step}" if i.step else f"after-epoch{i.epoch}"
+)
 def test_resume_is_bit_identical(reference, tmp_path, interrupt):
     """R1: 20 stop points; final weights, optimizer, history, early stopping and trace equal."""
     expected, expected_trace = reference
@@ -144,9 +168,11 @@ def test_resume_is_bit_identical(reference, tmp_path, interrupt):
 
 def _fresh_payload_piece(name: str):
     run = make_run("/nonexistent-folder-unused")
-    return {"optimizer": run.trainer.optimizer.state_dict,
-            "scheduler": run.trainer.scheduler.state_dict,
-            "early_stopping": run.stopper.state_dict}[name]()
+    return {
+        "optimizer": run.trainer.optimizer.state_dict,
+        "scheduler": run.trainer.scheduler.state_dict,
+        "early_stopping": run.stopper.state_dict,
+    }[name]()
 
 
 def _reset_bn(payload):
@@ -164,7 +190,8 @@ MUTATIONS = {
     "scheduler state": lambda p: p.update(scheduler=_fresh_payload_piece("scheduler")),
     "BN buffers": _reset_bn,
     "early-stopping state": lambda p: p["callbacks"].update(
-        {"EarlyStopping#0": _fresh_payload_piece("early_stopping")}),
+        {"EarlyStopping#0": _fresh_payload_piece("early_stopping")}
+    ),
 }
 
 
@@ -172,8 +199,9 @@ MUTATIONS = {
 def test_dropping_any_saved_piece_breaks_the_resume(reference, tmp_path, piece):
     """R2: the R1 check is not vacuous: each of the six pieces is needed (6/6 detected)."""
     expected, expected_trace = reference
-    got, trace = interrupted_then_resumed(tmp_path, Interrupt(step=STEPS_PER_EPOCH + 3),
-                                          MUTATIONS[piece])
+    got, trace = interrupted_then_resumed(
+        tmp_path, Interrupt(step=STEPS_PER_EPOCH + 3), MUTATIONS[piece]
+    )
     assert not (equal(got, expected) and trace == expected_trace), f"dropping {piece} went unseen"
 
 

@@ -15,8 +15,9 @@ from .helpers import digits_small, stochastic_model
 def test_fit_learns_and_logs_history():
     splits = digits_small(512)
     model = stochastic_model()
-    trainer = Trainer(model, torch.optim.Adam(model.parameters(), 3e-3), max_epochs=8,
-                      batch_size=32)
+    trainer = Trainer(
+        model, torch.optim.Adam(model.parameters(), 3e-3), max_epochs=8, batch_size=32
+    )
     state = trainer.fit(splits.train, splits.val)
     assert state.epoch == 8 and state.step == 8 * math.ceil(512 / 32)
     assert [h["epoch"] for h in state.history] == list(range(1, 9))
@@ -36,12 +37,14 @@ def test_epoch_loss_is_the_sample_weighted_mean_of_batch_losses():
         seen.append((value.item(), len(target)))
         return value
 
-    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), loss=loss, max_epochs=1,
-            batch_size=4).fit((X, y))
+    Trainer(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), loss=loss, max_epochs=1, batch_size=4
+    ).fit((X, y))
     # lr 0 keeps the weights: the logged loss is Σ loss_b·n_b / n
     expected = sum(v * n for v, n in seen) / 10
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), max_epochs=1,
-                      batch_size=4)
+    trainer = Trainer(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), max_epochs=1, batch_size=4
+    )
     assert trainer.fit((X, y)).history[0]["loss"] == pytest.approx(expected, rel=1e-6)
 
 
@@ -68,7 +71,8 @@ def test_schedulers_step_once_per_epoch():
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
     state = Trainer(model, opt, scheduler=sched, max_epochs=5, batch_size=8).fit(
-        (torch.randn(16, 3), torch.randint(0, 2, (16,))))
+        (torch.randn(16, 3), torch.randint(0, 2, (16,)))
+    )
     assert [h["lr"] for h in state.history] == [1.0, 1.0, 0.5, 0.5, 0.25]
 
 
@@ -122,13 +126,6 @@ class _StopAt(Callback):
             trainer.request_stop("test")
 
 
-class _Poison(Callback):
-    """Poisons the loss (NaN or inf) at one optimizer step."""
-
-    def __init__(self, step, value=math.nan):
-        self.step, self.value = step, value
-
-
 def _poisoned_loss(trainer_ref, step, value):
     def loss(out, target):
         result = F.cross_entropy(out, target)
@@ -146,9 +143,14 @@ def _best_weights_case(ending, tmp_path):
     holder = []
     loss = _poisoned_loss(holder, 40, math.nan) if ending == "nan" else "auto"
     callbacks = [es] + ([_StopAt(45)] if ending == "interrupt" else [])
-    trainer = Trainer(model, torch.optim.Adam(model.parameters(), 0.05), loss=loss,
-                      max_epochs=60 if ending == "patience" else 6, batch_size=32,
-                      callbacks=callbacks)
+    trainer = Trainer(
+        model,
+        torch.optim.Adam(model.parameters(), 0.05),
+        loss=loss,
+        max_epochs=60 if ending == "patience" else 6,
+        batch_size=32,
+        callbacks=callbacks,
+    )
     holder.append(trainer)
     if ending == "interrupt":
         trainer.state.interrupted = 2  # what the SIGINT handler records
@@ -170,10 +172,21 @@ def test_best_weights_are_restored_however_the_run_ends(ending, tmp_path):
         assert es.stopped_epoch < 60
 
 
-@pytest.mark.parametrize(("step", "value"), [(3, math.nan), (7, math.inf), (11, -math.inf),
-                                             (13, math.nan), (16, math.nan), (19, math.inf),
-                                             (22, math.nan), (25, math.nan), (29, math.inf),
-                                             (31, math.nan)])
+@pytest.mark.parametrize(
+    ("step", "value"),
+    [
+        (3, math.nan),
+        (7, math.inf),
+        (11, -math.inf),
+        (13, math.nan),
+        (16, math.nan),
+        (19, math.inf),
+        (22, math.nan),
+        (25, math.nan),
+        (29, math.inf),
+        (31, math.nan),
+    ],
+)
 def test_nan_loss_is_caught_before_the_step(step, value, tmp_path):
     """RELIABILITY N1: detected at the same step, weights untouched, last checkpoint kept."""
     splits = digits_small(256)
@@ -185,9 +198,14 @@ def test_nan_loss_is_caught_before_the_step(step, value, tmp_path):
         def on_batch_end(self, trainer):
             snapshots[trainer.state.step] = {k: v.clone() for k, v in model.state_dict().items()}
 
-    trainer = Trainer(model, torch.optim.Adam(model.parameters(), 1e-3), max_epochs=5,
-                      batch_size=32, loss=_poisoned_loss(holder, step, value),
-                      callbacks=[Snap(), Checkpoint(tmp_path, every_steps=1)])
+    trainer = Trainer(
+        model,
+        torch.optim.Adam(model.parameters(), 1e-3),
+        max_epochs=5,
+        batch_size=32,
+        loss=_poisoned_loss(holder, step, value),
+        callbacks=[Snap(), Checkpoint(tmp_path, every_steps=1)],
+    )
     holder.append(trainer)
     with pytest.raises(TrainingDiverged, match=rf"loss became (NaN|inf) at epoch \d step {step};"):
         trainer.fit(splits.train)
@@ -213,8 +231,9 @@ def test_nan_gradient_with_finite_loss_is_caught():
             value = value + torch.sqrt(((param - param.detach()) ** 2).sum())
         return value
 
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loss=loss,
-                      max_epochs=2, batch_size=4)
+    trainer = Trainer(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), loss=loss, max_epochs=2, batch_size=4
+    )
     holder.append(trainer)
     before = {}
 
@@ -224,8 +243,11 @@ def test_nan_gradient_with_finite_loss_is_caught():
 
     trainer.callbacks.append(Snap())
     trainer._hooks["on_batch_end"].append(trainer.callbacks[-1])
-    with pytest.raises(TrainingDiverged, match=r"gradient of 1\.weight became non-finite at "
-                                               r"epoch 1 step 3"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"gradient of 1\.weight became non-finite at "
+        r"epoch 1 step 3",
+    ):
         trainer.fit((torch.randn(16, 4), torch.randint(0, 2, (16,))))
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
@@ -241,8 +263,9 @@ def test_closure_optimizer_divergence_restores_parameters():
         value = F.mse_loss(out.squeeze(-1), target)
         return value * math.nan if len(calls) >= 3 else value
 
-    trainer = Trainer(model, torch.optim.LBFGS(model.parameters()), loss=loss, max_epochs=1,
-                      batch_size=100)
+    trainer = Trainer(
+        model, torch.optim.LBFGS(model.parameters()), loss=loss, max_epochs=1, batch_size=100
+    )
     with pytest.raises(TrainingDiverged, match="loss became NaN"):
         trainer.fit((torch.randn(20, 2), torch.randn(20)))
     for key, value in model.state_dict().items():

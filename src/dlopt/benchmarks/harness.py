@@ -43,17 +43,25 @@ class BenchReport:
         return by[name].median / by[to or self.baseline].median
 
     def render(self) -> str:
-        lines = [self.title, f"{'variant':<34} {'median':>12} {'min':>12}  ratio to {self.baseline}"]
+        lines = [
+            self.title,
+            f"{'variant':<34} {'median':>12} {'min':>12}  ratio to {self.baseline}",
+        ]
         for t in self.timings:
-            lines.append(f"{t.name:<34} {t.median * 1e3:>9.3f} ms {min(t.seconds) * 1e3:>9.3f} ms"
-                         f"  {self.ratio(t.name):.3f}")
-        lines.append(f"(per {self.unit}; {len(self.timings[0].seconds)} interleaved repeats; "
-                     f"torch threads {self.threads})")
+            lines.append(
+                f"{t.name:<34} {t.median * 1e3:>9.3f} ms {min(t.seconds) * 1e3:>9.3f} ms"
+                f"  {self.ratio(t.name):.3f}"
+            )
+        lines.append(
+            f"(per {self.unit}; {len(self.timings[0].seconds)} interleaved repeats; "
+            f"torch threads {self.threads})"
+        )
         return "\n".join(lines + self.notes)
 
 
-def interleave(variants: dict[str, Callable[[], float | None]], repeats: int,
-               warmup: int = 1) -> list[Timing]:
+def interleave(
+    variants: dict[str, Callable[[], float | None]], repeats: int, warmup: int = 1
+) -> list[Timing]:
     """Call each variant `repeats` times, alternating; a variant may return its own seconds."""
     for _ in range(warmup):
         for run in variants.values():
@@ -78,8 +86,9 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {}
 
 
-def benchmark(name: str, description: str) -> Callable[[Callable[[int], BenchReport]],
-                                                        Callable[[int], BenchReport]]:
+def benchmark(
+    name: str, description: str
+) -> Callable[[Callable[[int], BenchReport]], Callable[[int], BenchReport]]:
     def register(run: Callable[[int], BenchReport]) -> Callable[[int], BenchReport]:
         BENCHMARKS[name] = Benchmark(name, description, run)
         return run
@@ -87,11 +96,15 @@ def benchmark(name: str, description: str) -> Callable[[Callable[[int], BenchRep
     return register
 
 
-def run_benchmark(name: str, *, repeats: int = 5, threads: int = 1,
-                  echo: bool = True) -> BenchReport:
+def run_benchmark(
+    name: str, *, repeats: int = 5, threads: int = 1, echo: bool = True
+) -> BenchReport:
     if name not in BENCHMARKS:
-        raise DloptError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}."
-                         + did_you_mean(name, BENCHMARKS), source="bench")
+        raise DloptError(
+            f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}."
+            + did_you_mean(name, BENCHMARKS),
+            source="bench",
+        )
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

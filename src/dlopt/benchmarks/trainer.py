@@ -39,7 +39,7 @@ def _hand_loop(X: torch.Tensor, y: torch.Tensor) -> float:
         order = torch.randperm(len(X), generator=generator)
         total, correct = 0.0, 0
         for i in range(0, len(X), BATCH):
-            index = order[i:i + BATCH]
+            index = order[i : i + BATCH]
             xb, yb = X[index], y[index]
             optimizer.zero_grad(set_to_none=True)
             out = model(xb)
@@ -55,8 +55,12 @@ def _hand_loop(X: torch.Tensor, y: torch.Tensor) -> float:
 def _dataloader_loop(X: torch.Tensor, y: torch.Tensor) -> float:
     model = _model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(TensorDataset(X, y), batch_size=BATCH, shuffle=True,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        TensorDataset(X, y),
+        batch_size=BATCH,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     start = time.perf_counter()
     for _ in range(EPOCHS):
         model.train()
@@ -75,8 +79,9 @@ def _dataloader_loop(X: torch.Tensor, y: torch.Tensor) -> float:
 
 def _trainer(X: torch.Tensor, y: torch.Tensor) -> float:
     model = _model()
-    trainer = Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-3), max_epochs=EPOCHS,
-                      batch_size=BATCH)
+    trainer = Trainer(
+        model, torch.optim.Adam(model.parameters(), lr=1e-3), max_epochs=EPOCHS, batch_size=BATCH
+    )
     start = time.perf_counter()
     trainer.fit((X, y))
     return (time.perf_counter() - start) / EPOCHS
@@ -86,11 +91,18 @@ def _trainer(X: torch.Tensor, y: torch.Tensor) -> float:
 def trainer_benchmark(repeats: int) -> BenchReport:
     train = split_dataset(load_bundled("digits"), seed=0).train
     X, y = train.X, train.y
-    timings = interleave({
-        "dlopt Trainer.fit": lambda: _trainer(X, y),
-        "hand-written loop (index slicing)": lambda: _hand_loop(X, y),
-        "hand-written loop (DataLoader)": lambda: _dataloader_loop(X, y),
-    }, repeats)
-    return BenchReport(f"Trainer vs plain PyTorch: digits ({len(X)} samples), MLP 64-256-256-10, "
-                       f"batch {BATCH}, Adam, {EPOCHS} epochs per call", "epoch", timings,
-                       baseline="hand-written loop (index slicing)")
+    timings = interleave(
+        {
+            "dlopt Trainer.fit": lambda: _trainer(X, y),
+            "hand-written loop (index slicing)": lambda: _hand_loop(X, y),
+            "hand-written loop (DataLoader)": lambda: _dataloader_loop(X, y),
+        },
+        repeats,
+    )
+    return BenchReport(
+        f"Trainer vs plain PyTorch: digits ({len(X)} samples), MLP 64-256-256-10, "
+        f"batch {BATCH}, Adam, {EPOCHS} epochs per call",
+        "epoch",
+        timings,
+        baseline="hand-written loop (index slicing)",
+    )

@@ -40,6 +40,6 @@ def load_data(name_or_path: str, *, label: str | None = None, labels: str | None
     """A bundled data set by name, or the user's file by path."""
     if name_or_path in BUNDLED:
         return load_bundled(name_or_path)
-    if any(sep in name_or_path for sep in "/\\.") :
+    if any(sep in name_or_path for sep in "/\\."):
         return read_file(name_or_path, label=label, labels=labels)
     return load_bundled(name_or_path)  # raises with the list of bundled names

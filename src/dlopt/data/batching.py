@@ -17,8 +17,16 @@ from dlopt._validation import check_positive_int
 class Batches:
     """Minibatches of (X, y) held in memory, on whatever device X is on."""
 
-    def __init__(self, X: Tensor, y: Tensor, batch_size: int, *, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        X: Tensor,
+        y: Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         check_positive_int("batch_size", batch_size, caller="Batches")
         if len(X) != len(y):
             raise ValueError(f"Batches(X, y) must have the same length; got {len(X)} and {len(y)}.")
@@ -42,7 +50,7 @@ class Batches:
         size = self.batch_size
         for b in range(start, len(self)):
             if order is None:
-                yield self.X[b * size:(b + 1) * size], self.y[b * size:(b + 1) * size]
+                yield self.X[b * size : (b + 1) * size], self.y[b * size : (b + 1) * size]
             else:
-                index = order[b * size:(b + 1) * size]
+                index = order[b * size : (b + 1) * size]
                 yield self.X[index], self.y[index]

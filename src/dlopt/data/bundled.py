@@ -12,7 +12,7 @@ import numpy as np
 
 from dlopt._io import write_with_atomic
 from dlopt._validation import did_you_mean
-from dlopt.data.dataset import Dataset, make_dataset
+from dlopt.data.dataset import Dataset, Task, make_dataset
 from dlopt.errors import DataError
 
 
@@ -28,7 +28,7 @@ def _sklearn(name: str) -> Callable[[], Dataset]:
         from sklearn import datasets
 
         bunch = getattr(datasets, f"load_{name}")()
-        task = "regression" if name == "diabetes" else "classification"
+        task: Task = "regression" if name == "diabetes" else "classification"
         data = make_dataset(bunch.data, bunch.target, name=name, task=task)
         names = tuple(str(n) for n in getattr(bunch, "target_names", ()))
         return Dataset(data.X, data.y, data.task, name, data.n_classes, names)
@@ -51,11 +51,13 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as archive:
-                return make_dataset(archive["X"], archive["y"], name="mnist1d",
-                                    task="classification", n_classes=10)
+                return make_dataset(
+                    archive["X"], archive["y"], name="mnist1d", task="classification", n_classes=10
+                )
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)  # a damaged cache is regenerated, not trusted
-    from mnist1d.data import get_dataset_args, make_dataset as generate
+    from mnist1d.data import get_dataset_args
+    from mnist1d.data import make_dataset as generate
 
     args = get_dataset_args()
     args.num_samples, args.seed = num_samples, seed
@@ -96,24 +98,36 @@ def polynomial(
 
 
 BUNDLED: dict[str, BundledInfo] = {
-    "digits": BundledInfo("digits", "8×8 handwritten digits, 1797 × 64, 10 classes (scikit-learn)",
-                          _sklearn("digits")),
-    "breast_cancer": BundledInfo("breast_cancer", "Wisconsin breast cancer, 569 × 30, 2 classes "
-                                 "(scikit-learn)", _sklearn("breast_cancer")),
-    "wine": BundledInfo("wine", "wine cultivars, 178 × 13, 3 classes (scikit-learn)",
-                        _sklearn("wine")),
-    "diabetes": BundledInfo("diabetes", "diabetes progression, 442 × 10, regression "
-                            "(scikit-learn)", _sklearn("diabetes")),
-    "mnist1d": BundledInfo("mnist1d", "MNIST-1D, 5000 × 40, 10 classes (generated offline)",
-                           load_mnist1d),
-    "polynomial": BundledInfo("polynomial", "synthetic 1-D polynomial regression, 40 × 1",
-                              polynomial),
+    "digits": BundledInfo(
+        "digits", "8×8 handwritten digits, 1797 × 64, 10 classes (scikit-learn)", _sklearn("digits")
+    ),
+    "breast_cancer": BundledInfo(
+        "breast_cancer",
+        "Wisconsin breast cancer, 569 × 30, 2 classes (scikit-learn)",
+        _sklearn("breast_cancer"),
+    ),
+    "wine": BundledInfo(
+        "wine", "wine cultivars, 178 × 13, 3 classes (scikit-learn)", _sklearn("wine")
+    ),
+    "diabetes": BundledInfo(
+        "diabetes",
+        "diabetes progression, 442 × 10, regression (scikit-learn)",
+        _sklearn("diabetes"),
+    ),
+    "mnist1d": BundledInfo(
+        "mnist1d", "MNIST-1D, 5000 × 40, 10 classes (generated offline)", load_mnist1d
+    ),
+    "polynomial": BundledInfo(
+        "polynomial", "synthetic 1-D polynomial regression, 40 × 1", polynomial
+    ),
 }
 
 
 def load_bundled(name: str) -> Dataset:
     """Load a bundled data set by name (see :data:`BUNDLED`)."""
     if name not in BUNDLED:
-        raise DataError(f"unknown data set; bundled: {', '.join(BUNDLED)}."
-                        + did_you_mean(name, BUNDLED), source=name)
+        raise DataError(
+            f"unknown data set; bundled: {', '.join(BUNDLED)}." + did_you_mean(name, BUNDLED),
+            source=name,
+        )
     return BUNDLED[name].loader()

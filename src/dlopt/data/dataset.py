@@ -42,8 +42,14 @@ class Dataset:
         return tuple(self.X.shape[1:])
 
     def subset(self, index: Tensor, name: str | None = None) -> Dataset:
-        return Dataset(self.X[index], self.y[index], self.task, name or self.name,
-                       self.n_classes, self.class_names)
+        return Dataset(
+            self.X[index],
+            self.y[index],
+            self.task,
+            name or self.name,
+            self.n_classes,
+            self.class_names,
+        )
 
     def fingerprint(self) -> str:
         """SHA-256 of the arrays: a resumed run refuses a data set other than its own."""
@@ -74,8 +80,9 @@ def make_dataset(
     if X.dtype == object or y.dtype == object:
         raise DataError("arrays of Python objects are not data", source=src)
     if X.ndim < 2:
-        raise DataError(f"features must be 2-D or more (samples first); got shape {X.shape}",
-                        source=src)
+        raise DataError(
+            f"features must be 2-D or more (samples first); got shape {X.shape}", source=src
+        )
     if y.ndim != 1:
         raise DataError(f"labels must be 1-D; got shape {y.shape}", source=src)
     if len(X) == 0:
@@ -88,7 +95,7 @@ def make_dataset(
         if np.issubdtype(array.dtype, np.complexfloating):
             raise DataError(f"{what} must be real; got dtype {array.dtype}", source=src)
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-            bad = int(np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).any(1))[0])
+            bad = int(np.flatnonzero((~np.isfinite(array.reshape(len(array), -1))).any(1))[0])
             raise DataError(f"{what} contain NaN or inf (first in sample {bad})", source=src)
     if task is None:
         integral = np.issubdtype(y.dtype, np.integer) or bool(np.all(np.mod(y, 1) == 0))
@@ -98,6 +105,10 @@ def make_dataset(
     if task == "classification":
         if not (np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0)):
             raise DataError("class labels must be integers", source=src)
+        if np.abs(y).max() >= 2**31:
+            raise DataError(
+                f"class label {y[np.argmax(np.abs(y))]:.4g} is out of range", source=src
+            )
         labels = y.astype(np.int64)
         if labels.min() < 0:
             raise DataError(f"class labels must be >= 0; found {int(labels.min())}", source=src)

@@ -51,11 +51,17 @@ def read_csv(path: str | Path, label: str | None = None, *, name: str | None = N
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", source=path, where=f"@{exc.start}") from None
+        raise DataError(
+            f"not UTF-8 text ({exc.reason})", source=path, where=f"@{exc.start}"
+        ) from None
     if "\x00" in text:
-        raise DataError(f"contains a NUL byte; not a text table", source=path,
-                        where=f"@{text.index(chr(0))}")
-    rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), 1) if row]
+        raise DataError(
+            "contains a NUL byte; not a text table", source=path, where=f"@{text.index(chr(0))}"
+        )
+    try:
+        rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), 1) if row]
+    except csv.Error as exc:
+        raise DataError(f"not a readable CSV table ({exc})", source=path) from None
     if not rows:
         raise DataError("empty: no rows", source=path)
     header: list[str] | None = None
@@ -66,28 +72,34 @@ def read_csv(path: str | Path, label: str | None = None, *, name: str | None = N
         raise DataError("has a header but no data rows", source=path)
     width = len(header) if header is not None else len(rows[0][1])
     if width < 2:
-        raise DataError(f"needs at least 2 columns (features and a label); found {width}",
-                        source=path)
+        raise DataError(
+            f"needs at least 2 columns (features and a label); found {width}", source=path
+        )
     if label is None:
         column = width - 1
     elif header is None:
         raise DataError(f"--label {label!r} given but the file has no header row", source=path)
     elif label not in header:
-        raise DataError(f"no column named {label!r}; columns: {', '.join(header)}."
-                        + did_you_mean(label, header), source=path)
+        raise DataError(
+            f"no column named {label!r}; columns: {', '.join(header)}."
+            + did_you_mean(label, header),
+            source=path,
+        )
     else:
         column = header.index(label)
     values = np.empty((len(rows), width), dtype=np.float64)
     for i, (line, row) in enumerate(rows):
         if len(row) != width:
-            raise DataError(f"{len(row)} fields where {width} were expected", source=path,
-                            where=f":{line}")
+            raise DataError(
+                f"{len(row)} fields where {width} were expected", source=path, where=f":{line}"
+            )
         for j, field in enumerate(row):
             try:
                 values[i, j] = float(field)
             except ValueError:
-                raise DataError(f"not a number: {field[:40]!r}", source=path,
-                                where=f":{line}:{j + 1}") from None
+                raise DataError(
+                    f"not a number: {field[:40]!r}", source=path, where=f":{line}:{j + 1}"
+                ) from None
     bad = ~np.isfinite(values)
     if bad.any():
         i, j = np.argwhere(bad)[0]
@@ -107,12 +119,14 @@ def _is_number(field: str) -> bool:
 def _npy_header(handle: io.BufferedIOBase | zipfile.ZipExtFile, size: int, source: str) -> int:
     """Check an .npy header against the bytes that follow it; return the declared item count."""
     try:
-        version = np.lib.format.read_magic(handle)  # type: ignore[no-untyped-call]
-        reader = {(1, 0): np.lib.format.read_array_header_1_0,
-                  (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        version = np.lib.format.read_magic(handle)
+        reader = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }.get(version)
         if reader is None:
             raise DataError(f"unsupported .npy version {version}", source=source)
-        shape, _fortran, dtype = reader(handle)  # type: ignore[operator]
+        shape, _fortran, dtype = reader(handle)
     except DataError:
         raise
     except Exception as exc:  # numpy raises ValueError/KeyError/SyntaxError on bad headers
@@ -123,8 +137,9 @@ def _npy_header(handle: io.BufferedIOBase | zipfile.ZipExtFile, size: int, sourc
     expected = count * dtype.itemsize
     available = size - handle.tell()
     if expected != available:
-        raise DataError(f"header declares {expected} bytes of data but {available} follow",
-                        source=source)
+        raise DataError(
+            f"header declares {expected} bytes of data but {available} follow", source=source
+        )
     return count
 
 
@@ -141,8 +156,9 @@ def read_npy(path: str | Path, *, name: str | None = None) -> Dataset:
     path = Path(path)
     array = _load_npy_checked(_open_bytes(path), str(path))
     if array.ndim != 2 or array.shape[1] < 2:
-        raise DataError(f"must be a 2-D array (samples × features+label); got shape {array.shape}",
-                        source=path)
+        raise DataError(
+            f"must be a 2-D array (samples × features+label); got shape {array.shape}", source=path
+        )
     return make_dataset(array[:, :-1], array[:, -1], name=name or path.name, source=str(path))
 
 
@@ -189,11 +205,16 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[code])
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if expected != len(raw) - head:
-        raise DataError(f"header declares {dims} ({expected} bytes) but {len(raw) - head} bytes "
-                        "follow", source=path, where=f"@{head}")
+        raise DataError(
+            f"header declares {dims} ({expected} bytes) but {len(raw) - head} bytes follow",
+            source=path,
+            where=f"@{head}",
+        )
     if 0 in dims:
         raise DataError(f"no samples (dimensions {dims})", source=path)
-    return np.frombuffer(raw, dtype=dtype, offset=head).reshape(dims).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=head).reshape(dims).astype(dtype.newbyteorder("="))
+    )
 
 
 def _gunzip_idx(raw: bytes, path: Path) -> bytes:
@@ -224,8 +245,10 @@ def _idx_pair(path: Path, labels: str | Path | None) -> Path:
             candidate = path.with_name(path.name.replace(images, found))
             if candidate.exists():
                 return candidate
-    raise DataError("IDX images need their labels file (same name with 'labels-idx1', or "
-                    "--labels PATH)", source=path)
+    raise DataError(
+        "IDX images need their labels file (same name with 'labels-idx1', or --labels PATH)",
+        source=path,
+    )
 
 
 def read_idx_dataset(path: str | Path, labels: str | Path | None = None) -> Dataset:
@@ -235,18 +258,27 @@ def read_idx_dataset(path: str | Path, labels: str | Path | None = None) -> Data
     label_path = _idx_pair(path, labels)
     targets = read_idx(label_path)
     if targets.ndim != 1:
-        raise DataError(f"labels must be a 1-D IDX file; got shape {targets.shape}",
-                        source=label_path)
+        raise DataError(
+            f"labels must be a 1-D IDX file; got shape {targets.shape}", source=label_path
+        )
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise DataError(
+            f"labels must be integers; the file stores {targets.dtype}", source=label_path
+        )
+    if len(targets) and targets.min() < 0:
+        raise DataError(f"class labels must be >= 0; found {int(targets.min())}", source=label_path)
     if len(targets) != len(images):
-        raise DataError(f"{len(images)} images but {len(targets)} labels in {label_path.name}",
-                        source=path)
+        raise DataError(
+            f"{len(images)} images but {len(targets)} labels in {label_path.name}", source=path
+        )
     X = images.astype(np.float32)
     if images.dtype == np.uint8:
         X /= 255.0
     if X.ndim == 3:
         X = X[:, None]  # (n, 1, h, w): one channel
-    return make_dataset(X, targets.astype(np.int64), name=path.name, task="classification",
-                        source=str(path))
+    return make_dataset(
+        X, targets.astype(np.int64), name=path.name, task="classification", source=str(path)
+    )
 
 
 def read_cifar_bin(path: str | Path) -> Dataset:
@@ -254,17 +286,24 @@ def read_cifar_bin(path: str | Path) -> Dataset:
     path = Path(path)
     raw = _open_bytes(path)
     if not raw or len(raw) % _CIFAR_RECORD:
-        raise DataError(f"size {len(raw)} is not a positive multiple of the {_CIFAR_RECORD}-byte "
-                        "CIFAR-10 record", source=path)
+        raise DataError(
+            f"size {len(raw)} is not a positive multiple of the {_CIFAR_RECORD}-byte "
+            "CIFAR-10 record",
+            source=path,
+        )
     records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
     labels = records[:, 0].astype(np.int64)
     if labels.max() > 9:
         bad = int(np.argmax(labels > 9))
-        raise DataError(f"label {labels[bad]} out of range 0–9 (record {bad})", source=path,
-                        where=f"@{bad * _CIFAR_RECORD}")
+        raise DataError(
+            f"label {labels[bad]} out of range 0–9 (record {bad})",
+            source=path,
+            where=f"@{bad * _CIFAR_RECORD}",
+        )
     X = records[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
-    return make_dataset(X, labels, name=path.name, task="classification", n_classes=10,
-                        source=str(path))
+    return make_dataset(
+        X, labels, name=path.name, task="classification", n_classes=10, source=str(path)
+    )
 
 
 def _is_idx(path: Path) -> bool:
@@ -272,8 +311,9 @@ def _is_idx(path: Path) -> bool:
     return name.endswith(("-ubyte", ".idx")) or "idx" in name.split(".")[-1]
 
 
-def read_file(path: str | Path, *, label: str | None = None,
-              labels: str | Path | None = None) -> Dataset:
+def read_file(
+    path: str | Path, *, label: str | None = None, labels: str | Path | None = None
+) -> Dataset:
     """Read a data file, its format following its name (see the module docstring)."""
     path = Path(path)
     readers: dict[str, Callable[[], Dataset]] = {
@@ -286,5 +326,8 @@ def read_file(path: str | Path, *, label: str | None = None,
         return readers[path.suffix]()
     if _is_idx(path):
         return read_idx_dataset(path, labels)
-    raise DataError("unknown data format; use .csv, .npy, .npz, MNIST IDX (*-ubyte, *.idx, "
-                    "optionally .gz) or CIFAR-10 .bin", source=path)
+    raise DataError(
+        "unknown data format; use .csv, .npy, .npz, MNIST IDX (*-ubyte, *.idx, "
+        "optionally .gz) or CIFAR-10 .bin",
+        source=path,
+    )

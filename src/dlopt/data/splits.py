@@ -19,8 +19,11 @@ class Splits:
     test: Dataset
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val) if self.val else 0,
-                "test": len(self.test)}
+        return {
+            "train": len(self.train),
+            "val": len(self.val) if self.val else 0,
+            "test": len(self.test),
+        }
 
 
 @dataclass(frozen=True)
@@ -59,19 +62,24 @@ def split_dataset(
     check_fraction("test_fraction", test_fraction, caller="split_dataset", low_open=True)
     check_fraction("val_fraction", val_fraction, caller="split_dataset")
     if val_fraction + test_fraction >= 1:
-        raise ValueError("split_dataset(val_fraction, test_fraction) must sum to < 1; got "
-                         f"{val_fraction} + {test_fraction}.")
+        raise ValueError(
+            "split_dataset(val_fraction, test_fraction) must sum to < 1; got "
+            f"{val_fraction} + {test_fraction}."
+        )
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(data), generator=generator)
-    groups = ([order[data.y[order] == c] for c in torch.unique(data.y)]
-              if data.task == "classification" else [order])  # stratified by class
+    groups = (
+        [order[data.y[order] == c] for c in torch.unique(data.y)]
+        if data.task == "classification"
+        else [order]
+    )  # stratified by class
     parts: dict[str, list[Tensor]] = {"train": [], "val": [], "test": []}
     for group in groups:
         n_test = round(len(group) * test_fraction)
         n_val = round(len(group) * val_fraction)
         parts["test"].append(group[:n_test])
-        parts["val"].append(group[n_test:n_test + n_val])
-        parts["train"].append(group[n_test + n_val:])
+        parts["val"].append(group[n_test : n_test + n_val])
+        parts["train"].append(group[n_test + n_val :])
     index = {}
     for key, pieces in parts.items():
         joined = torch.cat(pieces)
@@ -81,8 +89,9 @@ def split_dataset(
     train = data.subset(index["train"])
     if train_size is not None:
         if not 1 <= train_size <= len(train):
-            raise ValueError(f"split_dataset(train_size=...) must lie in [1, {len(train)}]; "
-                             f"got {train_size}.")
+            raise ValueError(
+                f"split_dataset(train_size=...) must lie in [1, {len(train)}]; got {train_size}."
+            )
         train = data.subset(index["train"][:train_size])
     val = data.subset(index["val"]) if len(index["val"]) else None
     test = data.subset(index["test"])

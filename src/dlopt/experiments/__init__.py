@@ -11,5 +11,12 @@ from dlopt.experiments.registry import (
     run_experiments,
 )
 
-__all__ = ["EXPERIMENTS", "Context", "Experiment", "Outcome", "Result", "experiment",
-           "run_experiments"]
+__all__ = [
+    "EXPERIMENTS",
+    "Context",
+    "Experiment",
+    "Outcome",
+    "Result",
+    "experiment",
+    "run_experiments",
+]

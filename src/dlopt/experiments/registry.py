@@ -24,7 +24,7 @@ from dlopt.errors import DloptError
 class Outcome:
     confirmed: bool
     summary: str  # the verdict's reason, with its threshold
-    numbers: dict[str, float | int | str] = field(default_factory=dict)
+    numbers: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, str] = field(default_factory=dict)  # caption → PNG file name in `out`
 
 
@@ -60,10 +60,16 @@ class Result:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "claim": self.claim, "confirmed": self.confirmed,
-                "summary": self.summary, "numbers": {k: _json_number(v) for k, v in
-                                                     self.numbers.items()},
-                "figures": self.figures, "seconds": round(self.seconds, 2), "error": self.error}
+        return {
+            "id": self.id,
+            "claim": self.claim,
+            "confirmed": self.confirmed,
+            "summary": self.summary,
+            "numbers": {k: _json_number(v) for k, v in self.numbers.items()},
+            "figures": self.figures,
+            "seconds": round(self.seconds, 2),
+            "error": self.error,
+        }
 
 
 def _json_number(value: Any) -> Any:
@@ -73,7 +79,9 @@ def _json_number(value: Any) -> Any:
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def experiment(id: str, claim: str) -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]:
+def experiment(
+    id: str, claim: str
+) -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]:
     """Register `run` as the experiment measuring `claim` (feature `id` of the SPEC)."""
 
     def register(run: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
@@ -90,13 +98,17 @@ def select(only: list[str] | None) -> list[Experiment]:
         return list(EXPERIMENTS.values())
     for key in only:
         if key not in EXPERIMENTS:
-            raise DloptError(f"unknown experiment id {key!r}; known: {', '.join(EXPERIMENTS)}."
-                             + did_you_mean(key, EXPERIMENTS), source="--only")
+            raise DloptError(
+                f"unknown experiment id {key!r}; known: {', '.join(EXPERIMENTS)}."
+                + did_you_mean(key, EXPERIMENTS),
+                source="--only",
+            )
     return [EXPERIMENTS[key] for key in only]
 
 
-def run_experiments(out: str | Path, *, quick: bool = True, only: list[str] | None = None,
-                    quiet: bool = False) -> list[Result]:
+def run_experiments(
+    out: str | Path, *, quick: bool = True, only: list[str] | None = None, quiet: bool = False
+) -> list[Result]:
     """Run the selected experiments; write ``out/results.json``, ``out/index.html`` and PNGs."""
     from dlopt.experiments.report import write_report
 
@@ -110,20 +122,32 @@ def run_experiments(out: str | Path, *, quick: bool = True, only: list[str] | No
         start = time.perf_counter()
         try:
             outcome = exp.run(Context(exp.id, out, quick))
-            result = Result(exp.id, exp.claim, outcome.confirmed, outcome.summary,
-                            dict(outcome.numbers), dict(outcome.figures),
-                            time.perf_counter() - start)
+            result = Result(
+                exp.id,
+                exp.claim,
+                outcome.confirmed,
+                outcome.summary,
+                dict(outcome.numbers),
+                dict(outcome.figures),
+                time.perf_counter() - start,
+            )
         except DloptError:
             raise
         except Exception as exc:  # a crashed experiment is reported, and the run says so
-            result = Result(exp.id, exp.claim, False, "the experiment failed to run", {}, {},
-                            time.perf_counter() - start,
-                            error="".join(traceback.format_exception_only(exc)).strip())
+            result = Result(
+                exp.id,
+                exp.claim,
+                False,
+                "the experiment failed to run",
+                {},
+                {},
+                time.perf_counter() - start,
+                error="".join(traceback.format_exception_only(exc)).strip(),
+            )
         results.append(result)
         if not quiet:
             verdict = "CONFIRMED" if result.confirmed else "NOT CONFIRMED"
             print(f"[{exp.id}] {verdict} ({result.seconds:.1f} s): {result.summary}", flush=True)
-    write_text_atomic(out / "results.json",
-                      json.dumps([r.to_json() for r in results], indent=1))
+    write_text_atomic(out / "results.json", json.dumps([r.to_json() for r in results], indent=1))
     write_report(out / "index.html", results, quick=quick)
     return results

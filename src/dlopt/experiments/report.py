@@ -40,16 +40,20 @@ def _number(value: object) -> str:
 
 def write_report(path: Path, results: Sequence[Result], *, quick: bool) -> None:
     confirmed = sum(r.confirmed for r in results)
-    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
-             "<title>dlopt: the chapter's claims, measured</title>",
-             f"<style>{_STYLE}</style></head><body>",
-             "<h1>dlopt — the chapter's claims, measured</h1>",
-             f"<p>{confirmed} of {len(results)} claims confirmed · mode "
-             f"{'quick' if quick else 'full'} · {_e(datetime.date.today().isoformat())}</p>",
-             "<table><tr><th>id</th><th>claim</th><th>verdict</th><th>seconds</th></tr>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>dlopt: the chapter's claims, measured</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>dlopt — the chapter's claims, measured</h1>",
+        f"<p>{confirmed} of {len(results)} claims confirmed · mode "
+        f"{'quick' if quick else 'full'} · {_e(datetime.date.today().isoformat())}</p>",
+        "<table><tr><th>id</th><th>claim</th><th>verdict</th><th>seconds</th></tr>",
+    ]
     for r in results:
-        parts.append(f"<tr><td><a href='#{_e(r.id)}'>{_e(r.id)}</a></td><td>{_e(r.claim)}</td>"
-                     f"<td>{_verdict(r.confirmed)}</td><td>{r.seconds:.1f}</td></tr>")
+        parts.append(
+            f"<tr><td><a href='#{_e(r.id)}'>{_e(r.id)}</a></td><td>{_e(r.claim)}</td>"
+            f"<td>{_verdict(r.confirmed)}</td><td>{r.seconds:.1f}</td></tr>"
+        )
     parts.append("</table>")
     for r in results:
         parts.append(f"<h2 id='{_e(r.id)}'>{_e(r.id)} — {_e(r.claim)}</h2>")
@@ -58,19 +62,37 @@ def write_report(path: Path, results: Sequence[Result], *, quick: bool) -> None:
             parts.append(f"<pre>{_e(r.error)}</pre>")
         if r.numbers:
             parts.append("<table><tr><th>measure</th><th>value</th></tr>")
-            parts += [f"<tr><td>{_e(k)}</td><td>{_e(_number(v))}</td></tr>"
-                      for k, v in r.numbers.items()]
+            parts += [
+                f"<tr><td>{_e(k)}</td><td>{_e(_number(v))}</td></tr>" for k, v in r.numbers.items()
+            ]
             parts.append("</table>")
         for caption, name in r.figures.items():
-            png = path.parent / name
-            if png.is_file():
-                data = base64.b64encode(png.read_bytes()).decode("ascii")
-                parts.append(f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,"
-                             f"{data}'><figcaption>{_e(caption)}</figcaption></figure>")
+            data = _png(path.parent, name)
+            if data is None:
+                parts.append(f"<p>(figure {_e(name)[:200]} is missing)</p>")
+            else:
+                parts.append(
+                    f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,"
+                    f"{data}'><figcaption>{_e(caption)}</figcaption></figure>"
+                )
     parts.append("</body></html>\n")
     write_text_atomic(path, "\n".join(parts))
 
 
+def _png(folder: Path, name: str) -> str | None:
+    """Base64 of a PNG that lies directly in `folder` (no paths, no other files), else None."""
+    if len(name) > 200 or Path(name).name != name or not name.endswith(".png"):
+        return None
+    try:
+        data = (folder / name).read_bytes()
+    except OSError:
+        return None
+    return base64.b64encode(data).decode("ascii") if data.startswith(b"\x89PNG") else None
+
+
 def _verdict(confirmed: bool) -> str:
-    return "<span class='ok'>CONFIRMED</span>" if confirmed else \
-        "<span class='no'>NOT CONFIRMED</span>"
+    return (
+        "<span class='ok'>CONFIRMED</span>"
+        if confirmed
+        else "<span class='no'>NOT CONFIRMED</span>"
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from dlopt._validation import check_choice, check_positive_int
@@ -66,8 +65,10 @@ def activation(name: str, **options: Any) -> nn.Module:
     LeakyReLU(negative_slope=0.01)
     """
     if name in LAYER_ACTIVATIONS:
-        raise ValueError(f"activation({name!r}) is a layer: use Maxout(in_features, out_features, "
-                         "pieces) or mlp(..., activation='maxout').")
+        raise ValueError(
+            f"activation({name!r}) is a layer: use Maxout(in_features, out_features, "
+            "pieces) or mlp(..., activation='maxout')."
+        )
     factory = check_choice("name", name, ACTIVATIONS, caller="activation")
     return factory(**options)
 
@@ -80,4 +81,3 @@ def check_activation_name(name: str, *, caller: str) -> None:
     """Raise the registry's ValueError (with the known names) for an unknown name."""
     if name not in ACTIVATIONS and name not in LAYER_ACTIVATIONS:
         check_choice("activation", name, dict.fromkeys(activation_names()), caller=caller)
-

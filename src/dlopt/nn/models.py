@@ -29,13 +29,16 @@ class Reshape(nn.Module):
         return str(self.shape)
 
 
-def _hidden_block(width_in: int, width: int, act: str, batch_norm: bool, dropout: float,
-                  pieces: int) -> list[nn.Module]:
+def _hidden_block(
+    width_in: int, width: int, act: str, batch_norm: bool, dropout: float, pieces: int
+) -> list[nn.Module]:
     if act in LAYER_ACTIVATIONS:
         layers: list[nn.Module] = [Maxout(width_in, width, pieces)]
         if batch_norm:
-            raise ValueError("mlp(activation='maxout', batch_norm=True) is not supported: the "
-                             "max comes after the pre-activation BN would normalize.")
+            raise ValueError(
+                "mlp(activation='maxout', batch_norm=True) is not supported: the "
+                "max comes after the pre-activation BN would normalize."
+            )
     else:
         layers = [nn.Linear(width_in, width, bias=not batch_norm)]
         if batch_norm:
@@ -102,8 +105,11 @@ def cnn(
         raise ValueError("cnn(activation='maxout') is not supported; use mlp().")
     _act.check_activation_name(activation, caller="cnn")
     shape = (1, *shape) if len(shape) == 1 else shape
-    conv, norm, pool = ((nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d) if len(shape) == 2
-                        else (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d))
+    conv, norm, pool = (
+        (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d)
+        if len(shape) == 2
+        else (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)
+    )
     layers: list[nn.Module] = [Reshape(*shape)]
     c_in, spatial = shape[0], list(shape[1:])
     for c_out in channels:
@@ -121,4 +127,3 @@ def cnn(
         flat *= s
     head = mlp(flat, out_features, hidden, activation=activation, dropout=dropout)
     return nn.Sequential(*layers, *head)
-

@@ -6,6 +6,18 @@ from dlopt.train.metrics import LOSSES, accuracy, mse_loss
 from dlopt.train.state import TrainState
 from dlopt.train.trainer import Trainer
 
-__all__ = ["LOSSES", "Callback", "Checkpoint", "EarlyStopping", "History", "ProgressBar",
-           "TrainState", "Trainer", "accuracy", "load_checkpoint", "mse_loss", "save_checkpoint",
-           "write_history"]
+__all__ = [
+    "LOSSES",
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "History",
+    "ProgressBar",
+    "TrainState",
+    "Trainer",
+    "accuracy",
+    "load_checkpoint",
+    "mse_loss",
+    "save_checkpoint",
+    "write_history",
+]

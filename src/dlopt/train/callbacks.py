@@ -53,8 +53,15 @@ class EarlyStopping(Callback):
     run ends: patience, max_epochs, a non-finite loss or an interrupt.
     """
 
-    def __init__(self, monitor: str = "val_loss", *, mode: str = "min", patience: int = 10,
-                 min_delta: float = 0.0, restore_best_weights: bool = True) -> None:
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        *,
+        mode: str = "min",
+        patience: int = 10,
+        min_delta: float = 0.0,
+        restore_best_weights: bool = True,
+    ) -> None:
         self.monitor = monitor
         self.sign = check_choice("mode", mode, _MODES, caller="EarlyStopping")
         self.mode = mode
@@ -73,28 +80,38 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, trainer: Trainer) -> None:
         metrics = trainer.state.metrics
         if self.monitor not in metrics:
-            raise ValueError(f"EarlyStopping(monitor=...) is {self.monitor!r}, which is not "
-                             f"logged; logged: {sorted(metrics)}.")
+            raise ValueError(
+                f"EarlyStopping(monitor=...) is {self.monitor!r}, which is not "
+                f"logged; logged: {sorted(metrics)}."
+            )
         value = metrics[self.monitor]
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, trainer.state.epoch, 0
             if self.restore_best_weights:
-                self.best_weights = {k: v.detach().clone()
-                                     for k, v in trainer.model.state_dict().items()}
+                self.best_weights = {
+                    k: v.detach().clone() for k, v in trainer.model.state_dict().items()
+                }
         else:
             self.wait += 1
             if self.wait >= self.patience:
                 self.stopped_epoch = trainer.state.epoch
-                trainer.request_stop(f"{self.monitor} has not improved for {self.patience} "
-                                     f"epochs; best {self.best:.4g} at epoch {self.best_epoch}.")
+                trainer.request_stop(
+                    f"{self.monitor} has not improved for {self.patience} "
+                    f"epochs; best {self.best:.4g} at epoch {self.best_epoch}."
+                )
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.restore_best_weights and self.best_weights is not None:
             trainer.model.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best_weights": self.best_weights,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
@@ -139,17 +156,23 @@ class ProgressBar(Callback):
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("epoch {task.completed}/{task.total}"), BarColumn(),
-                                  TimeRemainingColumn(), TextColumn("{task.description}"),
-                                  transient=False)
-        self._task = self._progress.add_task("", total=trainer.state.max_epochs,
-                                             completed=trainer.state.epoch)
+        self._progress = Progress(
+            TextColumn("epoch {task.completed}/{task.total}"),
+            BarColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            transient=False,
+        )
+        self._task = self._progress.add_task(
+            "", total=trainer.state.max_epochs, completed=trainer.state.epoch
+        )
         self._progress.start()
 
     def on_epoch_end(self, trainer: Trainer) -> None:
         if self._progress is not None:
-            shown = "  ".join(f"{k} {v:.4g}" for k, v in trainer.state.metrics.items()
-                              if k not in ("epoch", "lr"))
+            shown = "  ".join(
+                f"{k} {v:.4g}" for k, v in trainer.state.metrics.items() if k not in ("epoch", "lr")
+            )
             self._progress.update(self._task, completed=trainer.state.epoch, description=shown)
 
     def on_fit_end(self, trainer: Trainer) -> None:

@@ -52,7 +52,9 @@ def _accepted_hashes(path: Path) -> list[str]:
         return []
 
 
-def save_checkpoint(payload: dict[str, Any], path: str | Path, *, keep_previous: bool = True) -> str:
+def save_checkpoint(
+    payload: dict[str, Any], path: str | Path, *, keep_previous: bool = True
+) -> str:
     """Save `payload` (tensors, numbers, strings, lists, dicts) at `path`; return its SHA-256."""
     path = Path(path)
     buffer = io.BytesIO()
@@ -80,8 +82,9 @@ def _load_verified(path: Path, accepted: list[str]) -> dict[str, Any]:
     except OSError as exc:
         raise CheckpointError(f"cannot read ({exc.strerror or exc})", source=path) from None
     if not accepted:
-        raise CheckpointError("no SHA-256 sidecar (.sha256) beside it; refusing an unverified "
-                              "checkpoint", source=path)
+        raise CheckpointError(
+            "no SHA-256 sidecar (.sha256) beside it; refusing an unverified checkpoint", source=path
+        )
     if hashlib.sha256(data).hexdigest() not in accepted:
         raise CheckpointError("SHA-256 mismatch: the file is corrupt or was changed", source=path)
     return load_payload(io.BytesIO(data), source=path)
@@ -95,10 +98,13 @@ def load_payload(stream: io.BytesIO | Path, *, source: str | Path) -> dict[str, 
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = "holds pickled code or objects that are not weights; refused"
-        raise CheckpointError(f"not a loadable checkpoint ({reason[:200]})", source=source) from None
+        raise CheckpointError(
+            f"not a loadable checkpoint ({reason[:200]})", source=source
+        ) from None
     if not isinstance(payload, dict):
-        raise CheckpointError(f"expected a dict of state, found {type(payload).__name__}",
-                              source=source)
+        raise CheckpointError(
+            f"expected a dict of state, found {type(payload).__name__}", source=source
+        )
     return payload
 
 
@@ -140,11 +146,18 @@ class Checkpoint(Callback):
 
     order = 100  # after every other callback has updated the state it saves
 
-    def __init__(self, folder: str | Path, *, every_steps: int = 0, every_epochs: int = 1,
-                 save_best: bool = True) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        every_steps: int = 0,
+        every_epochs: int = 1,
+        save_best: bool = True,
+    ) -> None:
         self.folder = Path(folder)
-        self.every_steps = check_positive_int("every_steps", every_steps, caller="Checkpoint",
-                                              minimum=0)
+        self.every_steps = check_positive_int(
+            "every_steps", every_steps, caller="Checkpoint", minimum=0
+        )
         self.every_epochs = check_positive_int("every_epochs", every_epochs, caller="Checkpoint")
         self.save_best = save_best
 
@@ -158,13 +171,17 @@ class Checkpoint(Callback):
             save_checkpoint(trainer.state_dict(), self.path)
 
     def on_epoch_end(self, trainer: Trainer) -> None:
-        if trainer.state.epoch % self.every_epochs == 0 or trainer.state.should_stop or (
-            trainer.state.epoch >= trainer.state.max_epochs
+        if (
+            trainer.state.epoch % self.every_epochs == 0
+            or trainer.state.should_stop
+            or (trainer.state.epoch >= trainer.state.max_epochs)
         ):
             save_checkpoint(trainer.state_dict(), self.path)
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.save_best and not trainer.state.interrupted:
-            save_checkpoint({"format": FORMAT, "kind": "model",
-                             "model": trainer.model.state_dict()},
-                            self.folder / "best.pt", keep_previous=False)
+            save_checkpoint(
+                {"format": FORMAT, "kind": "model", "model": trainer.model.state_dict()},
+                self.folder / "best.pt",
+                keep_previous=False,
+            )

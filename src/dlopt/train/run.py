@@ -25,10 +25,14 @@ from dlopt.train.trainer import Trainer
 def load_splits(config: RunConfig) -> Splits:
     data = load_data(config.data.name, label=config.data.label, labels=config.data.labels)
     try:
-        return split_dataset(data, val_fraction=config.data.val_fraction,
-                             test_fraction=config.data.test_fraction, seed=config.seed,
-                             standardize=config.data.standardize,
-                             train_size=config.data.train_size)
+        return split_dataset(
+            data,
+            val_fraction=config.data.val_fraction,
+            test_fraction=config.data.test_fraction,
+            seed=config.seed,
+            standardize=config.data.standardize,
+            train_size=config.data.train_size,
+        )
     except ValueError as exc:
         raise ConfigError(f"data: {exc}", source=config.data.name) from None
 
@@ -38,12 +42,26 @@ def build_model(config: RunConfig, data: Dataset) -> nn.Module:
     out = data.n_classes if data.task == "classification" else 1
     try:
         if m.kind == "cnn":
-            return cnn(data.feature_shape, out, m.channels, kernel_size=m.kernel_size,
-                       hidden=m.hidden, activation=m.activation, batch_norm=m.batch_norm,
-                       dropout=m.dropout)
-        return mlp(data.n_features, out, m.hidden, activation=m.activation,
-                   batch_norm=m.batch_norm, dropout=m.dropout, input_dropout=m.input_dropout,
-                   maxout_pieces=m.maxout_pieces)
+            return cnn(
+                data.feature_shape,
+                out,
+                m.channels,
+                kernel_size=m.kernel_size,
+                hidden=m.hidden,
+                activation=m.activation,
+                batch_norm=m.batch_norm,
+                dropout=m.dropout,
+            )
+        return mlp(
+            data.n_features,
+            out,
+            m.hidden,
+            activation=m.activation,
+            batch_norm=m.batch_norm,
+            dropout=m.dropout,
+            input_dropout=m.input_dropout,
+            maxout_pieces=m.maxout_pieces,
+        )
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
 
@@ -52,14 +70,17 @@ def build_optimizer(config: OptimizerConfig, params: Any) -> torch.optim.Optimiz
     o = config
     makers = {
         "sgd": lambda: torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay),
-        "momentum": lambda: torch.optim.SGD(params, lr=o.lr, momentum=o.momentum,
-                                            weight_decay=o.weight_decay),
-        "nesterov": lambda: torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=True,
-                                            weight_decay=o.weight_decay),
+        "momentum": lambda: torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+        ),
+        "nesterov": lambda: torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay
+        ),
         "adam": lambda: torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay),
         "adamw": lambda: torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay),
-        "rmsprop": lambda: torch.optim.RMSprop(params, lr=o.lr, momentum=o.momentum,
-                                               weight_decay=o.weight_decay),
+        "rmsprop": lambda: torch.optim.RMSprop(
+            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+        ),
         "lbfgs": lambda: torch.optim.LBFGS(params, lr=o.lr, line_search_fn="strong_wolfe"),
     }
     return makers[o.name]()
@@ -80,8 +101,13 @@ def build_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, ep
 def _device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: 'cuda' requested but no CUDA device is available")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                        "cpu" if name == "auto" else name)
+    return torch.device(
+        "cuda"
+        if name == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if name == "auto"
+        else name
+    )
 
 
 @dataclass(frozen=True)
@@ -91,13 +117,22 @@ class RunResult:
     interrupted: int | None
 
 
-def train_run(config: RunConfig, out: Path, *, resume: bool = False, quiet: bool = False,
-              extra_callbacks: tuple[Callback, ...] = ()) -> RunResult:
+def train_run(
+    config: RunConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    extra_callbacks: tuple[Callback, ...] = (),
+) -> RunResult:
     """Build everything from `config`, train, and write the run's files into `out`."""
     checkpoint = out / "checkpoint.pt"
     if not resume and (checkpoint.exists() or previous_path(checkpoint).exists()):
-        raise DataError("already holds a run (checkpoint.pt); pass --resume to continue it or "
-                        "choose another --out", source=out)
+        raise DataError(
+            "already holds a run (checkpoint.pt); pass --resume to continue it or "
+            "choose another --out",
+            source=out,
+        )
     torch.manual_seed(config.seed)
     splits = load_splits(config)
     device = _device(config.train.device)
@@ -106,27 +141,51 @@ def train_run(config: RunConfig, out: Path, *, resume: bool = False, quiet: bool
     callbacks: list[Callback] = list(extra_callbacks)
     if config.early_stopping is not None:
         es = config.early_stopping
-        callbacks.append(EarlyStopping(es.monitor, mode=es.mode, patience=es.patience,
-                                       min_delta=es.min_delta,
-                                       restore_best_weights=es.restore_best_weights))
-    callbacks += [History(out / "history.csv"),
-                  ProgressBar(enabled=False if quiet else None),
-                  Checkpoint(out, every_steps=config.train.checkpoint_every_steps)]
-    trainer = Trainer(model, optimizer, loss=config.train.loss, max_epochs=config.train.epochs,
-                      batch_size=config.train.batch_size,
-                      scheduler=build_scheduler(config.schedule, optimizer, config.train.epochs),
-                      callbacks=callbacks, seed=config.seed, handle_signals=True)
-    if config.early_stopping is not None and splits.val is None and \
-            config.early_stopping.monitor.startswith("val_"):
-        raise ConfigError("early_stopping.monitor: monitors a validation metric but "
-                          "data.val_fraction is 0")
+        callbacks.append(
+            EarlyStopping(
+                es.monitor,
+                mode=es.mode,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                restore_best_weights=es.restore_best_weights,
+            )
+        )
+    callbacks += [
+        History(out / "history.csv"),
+        ProgressBar(enabled=False if quiet else None),
+        Checkpoint(out, every_steps=config.train.checkpoint_every_steps),
+    ]
+    trainer = Trainer(
+        model,
+        optimizer,
+        loss=config.train.loss,
+        max_epochs=config.train.epochs,
+        batch_size=config.train.batch_size,
+        scheduler=build_scheduler(config.schedule, optimizer, config.train.epochs),
+        callbacks=callbacks,
+        seed=config.seed,
+        handle_signals=True,
+    )
+    if (
+        config.early_stopping is not None
+        and splits.val is None
+        and config.early_stopping.monitor.startswith("val_")
+    ):
+        raise ConfigError(
+            "early_stopping.monitor: monitors a validation metric but data.val_fraction is 0"
+        )
     out.mkdir(parents=True, exist_ok=True)
     trainer.fit(splits.train, splits.val, resume_from=checkpoint if resume else None)
     if trainer.state.interrupted:
         return RunResult(trainer, {}, trainer.state.interrupted)
     test = {f"test_{k}": v for k, v in trainer.evaluate(splits.test).items()}
-    summary = {"name": config.name, "epochs": trainer.state.epoch, "steps": trainer.state.step,
-               "stop_reason": trainer.state.stop_reason, **test}
+    summary = {
+        "name": config.name,
+        "epochs": trainer.state.epoch,
+        "steps": trainer.state.step,
+        "stop_reason": trainer.state.stop_reason,
+        **test,
+    }
     write_text_atomic(out / "metrics.json", json.dumps(summary, indent=1))
     if trainer.state.history:
         plot_history(trainer.state.history, out / "curves.png", title=config.name)

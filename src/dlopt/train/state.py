@@ -30,12 +30,21 @@ class TrainState:
     finished: bool = False  # ended by max_epochs or by a callback's stop: resume does nothing
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "batch": self.batch, "step": self.step,
-                "history": [dict(h) for h in self.history], "finished": self.finished,
-                "stop_reason": self.stop_reason}
+        return {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "history": [dict(h) for h in self.history],
+            "finished": self.finished,
+            "stop_reason": self.stop_reason,
+        }
 
     def load_dict(self, saved: dict[str, Any]) -> None:
-        self.epoch, self.batch, self.step = int(saved["epoch"]), int(saved["batch"]), int(saved["step"])
+        self.epoch, self.batch, self.step = (
+            int(saved["epoch"]),
+            int(saved["batch"]),
+            int(saved["step"]),
+        )
         self.history = [dict(h) for h in saved["history"]]
         self.metrics = dict(self.history[-1]) if self.history else {}
         self.finished = bool(saved["finished"])
@@ -47,4 +56,5 @@ class TrainState:
         if not values:
             return 0, math.nan
         pick = min if mode == "min" else max
-        return pick(values, key=lambda item: item[1])
+        epoch, value = pick(values, key=lambda item: item[1])
+        return int(epoch), value

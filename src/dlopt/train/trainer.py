@@ -9,7 +9,7 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -69,16 +69,18 @@ class Trainer:
         self.train_metrics = train_metrics
         self.handle_signals = handle_signals
         self.state = TrainState(max_epochs=self.max_epochs)
-        self._hooks = {h: [cb for cb in self.callbacks
-                           if getattr(type(cb), h) is not getattr(Callback, h)] for h in _HOOKS}
+        self._hooks = {
+            h: [cb for cb in self.callbacks if getattr(type(cb), h) is not getattr(Callback, h)]
+            for h in _HOOKS
+        }
         self._signal: int | None = None
-        self._found_inf: Tensor | None = None
+        self._found_inf: tuple[Tensor, Tensor] | None = None  # (found flag, scale 1)
         self._last_loss = math.nan
         self._params: list[Tensor] = []
-        self._unit_scale: Tensor | None = None
         self._data_fingerprint = ""
         self._closure = bool(getattr(self.optimizer, "requires_closure", False)) or isinstance(
-            self.optimizer, torch.optim.LBFGS)
+            self.optimizer, torch.optim.LBFGS
+        )
         self._reset_accumulators()
 
     # ----------------------------------------------------------------- public API
@@ -87,8 +89,13 @@ class Trainer:
         self.state.should_stop = True
         self.state.stop_reason = reason
 
-    def fit(self, train: DataLike | Batches, val: DataLike | None = None, *,
-            resume_from: str | Path | None = None) -> TrainState:
+    def fit(
+        self,
+        train: DataLike | Batches,
+        val: DataLike | None = None,
+        *,
+        resume_from: str | Path | None = None,
+    ) -> TrainState:
         """Train for `max_epochs` epochs (or until a callback stops the run); return the state.
 
         `resume_from` continues the run saved in that checkpoint file (see :class:`Checkpoint`).
@@ -101,8 +108,11 @@ class Trainer:
         self.state.max_epochs = self.max_epochs
         self.state.batches_per_epoch = len(batches)
         if resume_from is not None:
-            payload, _ = load_checkpoint(resume_from)
-            self.load_state_dict(payload)
+            payload, used = load_checkpoint(resume_from)
+            try:
+                self.load_state_dict(payload)
+            except CheckpointError as exc:
+                raise CheckpointError(exc.reason, source=used) from None
         with self._signals():
             for cb in self._hooks["on_fit_start"]:
                 cb.on_fit_start(self)
@@ -116,8 +126,11 @@ class Trainer:
             for cb in self._hooks["on_fit_end"]:
                 cb.on_fit_end(self)
         if self.state.diverged:
-            raise TrainingDiverged(self.state.stop_reason or "training diverged",
-                                   epoch=self.state.epoch + 1, step=self.state.step + 1)
+            raise TrainingDiverged(
+                self.state.stop_reason or "training diverged",
+                epoch=self.state.epoch + 1,
+                step=self.state.step + 1,
+            )
         return self.state
 
     @torch.no_grad()
@@ -128,10 +141,10 @@ class Trainer:
         total, correct = 0.0, 0.0
         with _eval_mode(self.model):
             for i in range(0, len(X), batch_size):
-                out = self.model(X[i:i + batch_size])
-                total += float(loss_fn(out, y[i:i + batch_size])) * len(out)
+                out = self.model(X[i : i + batch_size])
+                total += float(loss_fn(out, y[i : i + batch_size])) * len(out)
                 if classification:
-                    correct += float((out.argmax(-1) == y[i:i + batch_size]).sum())
+                    correct += float((out.argmax(-1) == y[i : i + batch_size]).sum())
         metrics = {"loss": total / len(X)}
         if classification:
             metrics["accuracy"] = correct / len(X)
@@ -142,7 +155,9 @@ class Trainer:
         """Model outputs for `X` in eval mode (logits for classifiers)."""
         X = X.to(*self._device_dtype())
         with _eval_mode(self.model):
-            return torch.cat([self.model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+            return torch.cat(
+                [self.model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+            )
 
     # ----------------------------------------------------------------- the loop
     def _run_batches(self, batches: Batches) -> None:
@@ -185,7 +200,7 @@ class Trainer:
         first: list[Tensor] = []
         bad: list[Tensor] = []
 
-        def closure() -> Tensor:
+        def closure() -> Any:  # torch.optim types closures as returning float
             self.optimizer.zero_grad(set_to_none=True)
             out = self.model(xb)
             loss = self._loss_fn(out, yb)
@@ -203,7 +218,8 @@ class Trainer:
                     p.copy_(saved)
             self._diverge(bad[0] if bad else torch.tensor(math.nan))
         return loss if isinstance(loss, Tensor) else torch.tensor(float(loss)), (
-            first[0] if first else None)
+            first[0] if first else None
+        )
 
     def _finite(self, loss: Tensor) -> bool:
         """Are the loss and every gradient finite? Two scalar reads, no per-gradient sync.
@@ -219,12 +235,12 @@ class Trainer:
         if not grads:
             return True
         device = grads[0].device
-        if self._found_inf is None or self._found_inf.device != device:
-            self._found_inf = torch.zeros(1, device=device)
-            self._unit_scale = torch.ones(1, device=device)
-        found = self._found_inf.zero_()
+        if self._found_inf is None or self._found_inf[0].device != device:
+            self._found_inf = (torch.zeros(1, device=device), torch.ones(1, device=device))
+        found, unit_scale = self._found_inf
+        found.zero_()
         try:
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self._unit_scale)
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, unit_scale)
         except RuntimeError:  # grads on several devices, sparse grads: the portable way
             found = torch.stack([g.sum().to(device) for g in grads]).sum().isfinite().logical_not()
         return found.item() == 0
@@ -236,8 +252,11 @@ class Trainer:
         if not math.isfinite(value):
             what = f"loss became {'NaN' if math.isnan(value) else 'inf'} {where}"
         else:
-            names = [n for n, p in self.model.named_parameters()
-                     if p.grad is not None and not bool(p.grad.isfinite().all())]
+            names = [
+                n
+                for n, p in self.model.named_parameters()
+                if p.grad is not None and not bool(p.grad.isfinite().all())
+            ]
             what = f"gradient of {names[0] if names else 'a parameter'} became non-finite {where}"
         state.diverged = True
         self.request_stop(what + "; parameters kept from the last finite step")
@@ -289,8 +308,14 @@ class Trainer:
     def _batches(self, train: DataLike | Batches) -> Batches:
         if isinstance(train, Batches):
             X, y = self._to_device((train.X, train.y))
-            batches = Batches(X, y, train.batch_size, shuffle=train.shuffle, seed=train.seed,
-                              drop_last=train.drop_last)
+            batches = Batches(
+                X,
+                y,
+                train.batch_size,
+                shuffle=train.shuffle,
+                seed=train.seed,
+                drop_last=train.drop_last,
+            )
         else:
             X, y = self._to_device(train)
             batches = Batches(X, y, self.batch_size, seed=self.seed)
@@ -318,8 +343,9 @@ class Trainer:
     def _take_signal(self) -> None:
         self.state.interrupted = self._signal
         name = signal.Signals(self._signal).name if self._signal else "signal"
-        self.request_stop(f"interrupted by {name} at epoch {self.state.epoch + 1} "
-                          f"step {self.state.step}")
+        self.request_stop(
+            f"interrupted by {name} at epoch {self.state.epoch + 1} step {self.state.step}"
+        )
 
     # ----------------------------------------------------------------- state
     def _callback_keys(self) -> list[str]:
@@ -336,38 +362,59 @@ class Trainer:
         s = self.state
         finished_stop = s.should_stop and s.batch == 0 and not s.interrupted and not s.diverged
         state = s.to_dict() | {"stop_reason": s.stop_reason if finished_stop else None}
-        np_state = np.random.get_state()
+        np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))
         return {
-            "format": FORMAT, "kind": "trainer", "version": 1,
+            "format": FORMAT,
+            "kind": "trainer",
+            "version": 1,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "callbacks": {k: cb.state_dict() for k, cb in zip(self._callback_keys(),
-                                                             self.callbacks, strict=True)},
+            "callbacks": {
+                k: cb.state_dict()
+                for k, cb in zip(self._callback_keys(), self.callbacks, strict=True)
+            },
             "state": state,
-            "accumulators": {"loss_sum": self._loss_sum.cpu(), "correct": self._correct.cpu(),
-                             "loss_sum_host": self._loss_sum_host, "seen": self._seen},
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                    "numpy": [str(np_state[0]), np_state[1].tolist(), *map(_plain, np_state[2:])],
-                    "python": random.getstate()},
-            "meta": {"seed": self.seed, "batch_size": self.batch_size,
-                     "data": self._data_fingerprint, "optimizer": type(self.optimizer).__name__,
-                     "threads": torch.get_num_threads(), "torch": str(torch.__version__)},
+            "accumulators": {
+                "loss_sum": self._loss_sum.cpu(),
+                "correct": self._correct.cpu(),
+                "loss_sum_host": self._loss_sum_host,
+                "seen": self._seen,
+            },
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": [str(np_state[0]), np_state[1].tolist(), *map(_plain, np_state[2:])],
+                "python": random.getstate(),
+            },
+            "meta": {
+                "seed": self.seed,
+                "batch_size": self.batch_size,
+                "data": self._data_fingerprint,
+                "optimizer": type(self.optimizer).__name__,
+                "threads": torch.get_num_threads(),
+                "torch": str(torch.__version__),
+            },
         }
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; any mismatch with this run is a CheckpointError."""
         try:
             meta = payload["meta"]
-            expected = {"seed": self.seed, "batch_size": self.batch_size,
-                        "optimizer": type(self.optimizer).__name__}
+            expected = {
+                "seed": self.seed,
+                "batch_size": self.batch_size,
+                "optimizer": type(self.optimizer).__name__,
+            }
             if self._data_fingerprint:
                 expected["data"] = self._data_fingerprint
             for key, value in expected.items():
                 if meta[key] != value:
-                    raise CheckpointError(f"was saved with {key} {meta[key]!r} but this run has "
-                                          f"{value!r}; refusing to resume a different run")
+                    raise CheckpointError(
+                        f"was saved with {key} {meta[key]!r} but this run has "
+                        f"{value!r}; refusing to resume a different run"
+                    )
+            _check_model_matches(self.model.state_dict(), payload["model"])
             self.model.load_state_dict(payload["model"], strict=True)
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.scheduler is not None:
@@ -402,7 +449,28 @@ class Trainer:
 
             logging.getLogger("dlopt").warning(
                 "checkpoint was written with %s threads, this process uses %s: results may "
-                "differ in the last bits", meta.get("threads"), torch.get_num_threads())
+                "differ in the last bits",
+                meta.get("threads"),
+                torch.get_num_threads(),
+            )
+
+
+def _check_model_matches(ours: dict[str, Tensor], saved: Any) -> None:
+    """Name the first difference between two state dicts' keys and shapes."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"its model state is a {type(saved).__name__}, not a dict")
+    missing = [k for k in ours if k not in saved]
+    extra = [k for k in saved if k not in ours]
+    if missing or extra:
+        raise CheckpointError(f"holds another model: missing {missing[:3]}, unexpected {extra[:3]}")
+    for key, tensor in ours.items():
+        theirs = saved[key]
+        if not isinstance(theirs, Tensor) or theirs.shape != tensor.shape:
+            shape = tuple(theirs.shape) if isinstance(theirs, Tensor) else type(theirs).__name__
+            raise CheckpointError(
+                f"holds another model: {key} is {shape} in the checkpoint but "
+                f"{tuple(tensor.shape)} here"
+            )
 
 
 def _plain(value: Any) -> Any:

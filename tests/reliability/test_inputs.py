@@ -1,0 +1,193 @@
+"""Hostile and malformed inputs: RELIABILITY I1, I2, I3, I5."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dlopt.cli import main
+from dlopt.config import load_config
+from dlopt.data import read_cifar_bin, read_csv, read_idx, read_npy, read_npz
+from dlopt.errors import DloptError
+from dlopt.train import load_checkpoint, save_checkpoint
+
+from ..conftest import assert_one_error_line, run_cli
+from .corpus import CIFAR_RECORD, IMAGES, corpus, idx, npz
+
+CASES = corpus()
+
+
+def test_the_corpus_has_8_kinds_of_8():
+    kinds = {}
+    for case in CASES:
+        kinds[case.kind] = kinds.get(case.kind, 0) + 1
+    assert len(kinds) == 8 and set(kinds.values()) == {8}, kinds
+
+
+def _listing(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.kind}-{c.name}")
+def test_malformed_input_exits_2_with_one_line_naming_the_file(case, tmp_path, capsys):
+    """I1: exit 2, exactly one `error: <file>…` line, no traceback, < 2 s, no files created."""
+    bad = case.write(tmp_path)
+    before = _listing(tmp_path)
+    capsys.readouterr()
+    start = time.perf_counter()
+    code = main(case.argv(bad, tmp_path))
+    elapsed = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert_one_error_line(err, bad.name)
+    assert elapsed < 2.0
+    assert _listing(tmp_path) == before, "no output files may be created"
+
+
+@pytest.mark.parametrize(
+    "kind", ["toml", "csv", "npz", "idx-images", "idx-labels", "cifar", "checkpoint", "yaml"]
+)
+def test_real_processes_and_python_O_behave_the_same(kind, tmp_path):
+    """I1 in a real process, and I5: the checks do not vanish under `python -O`."""
+    case = next(c for c in CASES if c.kind == kind)
+    bad = case.write(tmp_path)
+    for extra in ((), ("-O",)):
+        result = run_cli(*case.argv(bad, tmp_path), extra=extra)
+        assert result.returncode == 2, result.stderr
+        assert_one_error_line(result.stderr, bad.name)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[optimizer]\nlearning_rate = 0.1\n", "optimizer.learning_rate: unknown key"),
+        ("[optimzer]\nlr = 0.1\n", "Did you mean 'optimizer'"),
+        ('[optimizer]\nlr = "1e-3"\n', "optimizer.lr: Input should be a valid number"),
+        ('[data]\nstandardize = "no"\n', "data.standardize: Input should be a valid boolean"),
+        (
+            "[train]\nbatch_size = 0\n",
+            "train.batch_size: Input should be greater than or equal to 1",
+        ),
+        ("[optimizer]\nlr = -1e-3\n", "optimizer.lr: Input should be greater than 0"),
+        ("[optimizer]\nlr = inf\n", "optimizer.lr: Input should be a finite number"),
+        ("[train]\nepochs = 1.5\n", "train.epochs: Input should be a valid integer"),
+        ("[train]\nepochs = 1\nepochs = 2\n", "invalid TOML"),
+        ('[model]\nactivation = "rellu"\n', "Did you mean 'relu'"),
+        ('[optimizer]\nname = "adamm"\n', "optimizer.name: Input should be"),
+    ],
+)
+def test_config_semantics_are_checked(tmp_path, text, needle):
+    """I2: typos (with a suggestion), wrong types, duplicates, out-of-range and NaN/inf."""
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(DloptError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and needle in message, message
+    assert "\n" not in message
+
+
+def test_config_size_and_depth_limits(tmp_path):
+    """S6: a 10 MB config and 1 000-deep nesting are refused at once."""
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (10 << 20))
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 1000 + "]" * 1000 + "\n")
+    for path, needle in ((big, "at most"), (deep, None)):
+        start = time.perf_counter()
+        with pytest.raises(DloptError, match=needle):
+            load_config(path)
+        assert time.perf_counter() - start < 1.0
+
+
+# ---- I3: fuzzing each parser from valid seeds: only DloptError may escape -------------------
+SEEDS = {
+    "x.csv": b"a,b,label\n1,2,0\n3,4,1\n5,6,2\n",
+    "x.npy": None,  # filled below
+    "x.npz": npz(X=np.ones((3, 2)), y=np.array([0, 1, 0])),
+    "x.idx": idx(IMAGES),
+    "x.bin": CIFAR_RECORD * 2,
+    "x.toml": b'[optimizer]\nname = "adam"\nlr = 1e-3\n[train]\nepochs = 3\n',
+}
+_npy = io.BytesIO()
+np.save(_npy, np.column_stack([np.ones((3, 2)), [0, 1, 0]]))
+SEEDS["x.npy"] = _npy.getvalue()
+READERS = {
+    "x.csv": read_csv,
+    "x.npy": read_npy,
+    "x.npz": read_npz,
+    "x.idx": read_idx,
+    "x.bin": read_cifar_bin,
+    "x.toml": load_config,
+}
+
+
+@st.composite
+def mutated(draw, seed: bytes):
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(0, 4))):
+        if data:
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    cut = draw(st.integers(0, len(data)))
+    return bytes(data[:cut] if draw(st.booleans()) else data)
+
+
+@pytest.mark.parametrize("name", list(SEEDS))
+def test_fuzzed_files_raise_only_dlopt_errors(name):
+    @settings(max_examples=150, deadline=200, suppress_health_check=[HealthCheck.too_slow])
+    @given(mutated(SEEDS[name]))
+    def check(data: bytes) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            path.write_bytes(data)
+            with contextlib.suppress(DloptError):  # anything else fails the test
+                READERS[name](path)
+
+    check()
+
+
+def test_fuzzed_checkpoints_raise_only_checkpoint_errors():
+    import torch
+
+    with tempfile.TemporaryDirectory() as folder:
+        seed_path = Path(folder) / "c.pt"
+        save_checkpoint(
+            {"format": "dlopt-checkpoint", "w": torch.ones(8)}, seed_path, keep_previous=False
+        )
+        seed = seed_path.read_bytes()
+
+    @settings(max_examples=100, deadline=500)
+    @given(mutated(seed))
+    def check(data: bytes) -> None:
+        import hashlib
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "c.pt"
+            path.write_bytes(data)
+            # a valid hash, so the bytes reach torch.load itself
+            (Path(folder) / "c.pt.sha256").write_text(hashlib.sha256(data).hexdigest())
+            with contextlib.suppress(DloptError):
+                load_checkpoint(path)
+
+    check()
+
+
+def test_header_claiming_2_31_items_does_not_allocate(tmp_path):
+    """I3: declared sizes are checked against the file before any allocation."""
+    import resource
+    import struct
+
+    path = tmp_path / "huge.idx"
+    path.write_bytes(struct.pack(">HBBIII", 0, 0x0E, 3, 2**31 - 1, 1024, 1024) + b"\0" * 100)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DloptError, match="declares"):
+        read_idx(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB

@@ -1,0 +1,113 @@
+"""The command line end to end: train, datasets, reproduce, bench."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from dlopt.benchmarks import run_benchmark
+from dlopt.cli import main
+
+from .conftest import ROOT, assert_one_error_line
+
+
+def test_train_digits_example_reaches_097_and_writes_every_file(tmp_path, capsys):
+    """Issue #2: `dlopt train examples/digits_mlp.toml` reaches ≥ 0.97 test accuracy."""
+    out = tmp_path / "run"
+    assert (
+        main(["train", str(ROOT / "examples" / "digits_mlp.toml"), "--out", str(out), "--quiet"])
+        == 0
+    )
+    for name in (
+        "history.csv",
+        "history.json",
+        "checkpoint.pt",
+        "best.pt",
+        "metrics.json",
+        "curves.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.97, metrics
+    rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
+    assert len(rows) == metrics["epochs"] and {"loss", "val_loss", "val_accuracy", "lr"} <= set(
+        rows[0]
+    )
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
+    # a second plain run refuses to overwrite the run; --resume of a finished run does nothing
+    capsys.readouterr()
+    assert main(["train", str(ROOT / "examples" / "digits_mlp.toml"), "--out", str(out)]) == 2
+    assert_one_error_line(capsys.readouterr().err, "already holds a run")
+    assert (
+        main(
+            [
+                "train",
+                str(ROOT / "examples" / "digits_mlp.toml"),
+                "--out",
+                str(out),
+                "--resume",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    again = json.loads((out / "metrics.json").read_text())
+    assert (
+        again["epochs"] == metrics["epochs"] and again["test_accuracy"] == metrics["test_accuracy"]
+    )
+
+
+def test_polynomial_example_regresses(tmp_path):
+    out = tmp_path / "poly"
+    assert (
+        main(["train", str(ROOT / "examples" / "polynomial.toml"), "--out", str(out), "--quiet"])
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "test_accuracy" not in metrics and metrics["test_loss"] < 0.05  # noise var 0.01
+
+
+def test_resume_without_a_checkpoint_is_refused_never_a_fresh_start(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text('[data]\nname = "wine"\n[train]\nepochs = 1\n')
+    assert main(["train", str(config), "--out", str(tmp_path / "o"), "--resume"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "no checkpoint to resume from")
+
+
+def test_datasets_list_and_show(tmp_path, capsys):
+    assert main(["datasets"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("digits", "mnist1d", "polynomial", "diabetes"))
+    path = tmp_path / "mine.csv"
+    path.write_text("f1,f2,kind\n" + "".join(f"{i},{i * 2},{i % 3}\n" for i in range(30)))
+    assert main(["datasets", "show", str(path), "--label", "kind"]) == 0
+    shown = capsys.readouterr().out
+    assert "samples     30" in shown and "classes     3" in shown and "splits" in shown
+
+
+def test_bench_lists_and_runs_with_finite_ratios(capsys):
+    assert main(["bench"]) == 0
+    assert "trainer" in capsys.readouterr().out
+    report = run_benchmark("trainer", repeats=1, echo=False)
+    names = [t.name for t in report.timings]
+    assert names[0] == "dlopt Trainer.fit" and len(names) == 3
+    assert all(math.isfinite(report.ratio(n)) and report.ratio(n) > 0 for n in names)
+    assert main(["bench", "nope"]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train"],
+        ["bogus"],
+        ["train", "x.toml", "--epochs", "3"],
+        ["reproduce", "--only", "Q7"],
+        ["bench", "--repeats", "0"],
+    ],
+)
+def test_usage_errors_are_one_line(argv, capsys):
+    assert main(argv) == 2
+    assert_one_error_line(capsys.readouterr().err)
