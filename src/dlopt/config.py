@@ -42,6 +42,9 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0, lt=1)
     input_dropout: float = Field(0.0, ge=0, lt=1)
     maxout_pieces: int = Field(2, ge=1)
+    dropout_mode: Literal["inverted", "classic"] = "inverted"
+    input_noise: float = Field(0.0, ge=0)
+    hidden_noise: float = Field(0.0, ge=0)
     channels: list[int] = Field(default_factory=lambda: [16, 32])
     kernel_size: int = Field(3, ge=1)
 
@@ -94,6 +97,22 @@ class EarlyStoppingConfig(_Section):
     restore_best_weights: bool = True
 
 
+class ElasticNetConfig(_Section):
+    lam: float = Field(gt=0)
+    beta: float = Field(ge=0)
+
+
+class RegularizationConfig(_Section):
+    """J_reg = J + λR on the weights (biases and BN excluded unless ``include = "all"``)."""
+
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+    elastic_net: ElasticNetConfig | None = None
+    proximal: bool = False  # L1 parts as a soft-threshold step (exact zeros)
+    decoupled: bool = False  # L2 as AdamW-style decay after the step
+    include: Literal["weights", "all"] = "weights"
+
+
 class RunConfig(_Section):
     name: str = "run"
     seed: int = 0
@@ -103,6 +122,7 @@ class RunConfig(_Section):
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig())
     train: TrainConfig = Field(default_factory=lambda: TrainConfig())
     early_stopping: EarlyStoppingConfig | None = None
+    regularization: RegularizationConfig = Field(default_factory=lambda: RegularizationConfig())
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -105,10 +105,13 @@ def run_benchmark(
             + did_you_mean(name, BENCHMARKS),
             source="bench",
         )
+    from threadpoolctl import threadpool_limits
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        report = BENCHMARKS[name].run(repeats)
+        with threadpool_limits(threads):  # numpy/scipy/sklearn's BLAS gets the same thread count
+            report = BENCHMARKS[name].run(repeats)
     finally:
         torch.set_num_threads(previous)
     if echo:

@@ -1,6 +1,6 @@
 """`dlopt reproduce`: the chapter's claims as experiments, and the HTML report."""
 
-from dlopt.experiments import early_stopping  # noqa: F401  (registers D1)
+from dlopt.experiments import dropout, early_stopping, regularization  # noqa: F401  (registers)
 from dlopt.experiments.registry import (
     EXPERIMENTS,
     Context,

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from dlopt._validation import check_fraction, check_positive_int
 from dlopt.nn import activations as _act
 from dlopt.nn.activations import LAYER_ACTIVATIONS, Maxout
+from dlopt.nn.dropout import Dropout, DropoutMode, GaussianNoise
 
 
 class Reshape(nn.Module):
@@ -30,7 +31,14 @@ class Reshape(nn.Module):
 
 
 def _hidden_block(
-    width_in: int, width: int, act: str, batch_norm: bool, dropout: float, pieces: int
+    width_in: int,
+    width: int,
+    act: str,
+    batch_norm: bool,
+    dropout: float,
+    pieces: int,
+    dropout_mode: DropoutMode = "inverted",
+    noise: float = 0.0,
 ) -> list[nn.Module]:
     if act in LAYER_ACTIVATIONS:
         layers: list[nn.Module] = [Maxout(width_in, width, pieces)]
@@ -44,8 +52,10 @@ def _hidden_block(
         if batch_norm:
             layers.append(nn.BatchNorm1d(width))
         layers.append(_act.activation(act))
+    if noise > 0:
+        layers.append(GaussianNoise(noise))
     if dropout > 0:
-        layers.append(nn.Dropout(dropout))
+        layers.append(Dropout(dropout, dropout_mode))
     return layers
 
 
@@ -59,10 +69,16 @@ def mlp(
     dropout: float = 0.0,
     input_dropout: float = 0.0,
     maxout_pieces: int = 2,
+    dropout_mode: DropoutMode = "inverted",
+    input_noise: float = 0.0,
+    hidden_noise: float = 0.0,
 ) -> nn.Sequential:
-    """Flatten → [Dropout(input_dropout)] → (Linear → [BN] → τ → [Dropout]) per hidden → Linear.
+    """Flatten → [noise, dropout on inputs] → (Linear → [BN] → τ → [noise] → [dropout]) → Linear.
 
-    A Linear followed by BN has no bias: BN's β replaces it.
+    A Linear followed by BN has no bias: BN's β replaces it. Dropout follows `dropout_mode`
+    ("inverted" or "classic", see :class:`dlopt.nn.Dropout`); the usual rates are
+    ``input_dropout=P_INPUT`` (0.2) and ``dropout=P_HIDDEN`` (0.5). `input_noise` and
+    `hidden_noise` add :class:`GaussianNoise` of that standard deviation while training.
     """
     check_positive_int("in_features", in_features, caller="mlp")
     check_positive_int("out_features", out_features, caller="mlp")
@@ -72,11 +88,22 @@ def mlp(
     check_fraction("input_dropout", input_dropout, caller="mlp")
     _act.check_activation_name(activation, caller="mlp")
     layers: list[nn.Module] = [nn.Flatten()]
+    if input_noise > 0:
+        layers.append(GaussianNoise(input_noise))
     if input_dropout > 0:
-        layers.append(nn.Dropout(input_dropout))
+        layers.append(Dropout(input_dropout, dropout_mode))
     width_in = in_features
     for width in hidden:
-        layers += _hidden_block(width_in, width, activation, batch_norm, dropout, maxout_pieces)
+        layers += _hidden_block(
+            width_in,
+            width,
+            activation,
+            batch_norm,
+            dropout,
+            maxout_pieces,
+            dropout_mode,
+            hidden_noise,
+        )
         width_in = width
     layers.append(nn.Linear(width_in, out_features))
     return nn.Sequential(*layers)

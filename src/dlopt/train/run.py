@@ -13,10 +13,11 @@ from torch import nn
 
 from dlopt._io import write_text_atomic
 from dlopt._plots import plot_history
-from dlopt.config import OptimizerConfig, RunConfig, ScheduleConfig
+from dlopt.config import OptimizerConfig, RegularizationConfig, RunConfig, ScheduleConfig
 from dlopt.data import Dataset, Splits, load_data, split_dataset
 from dlopt.errors import ConfigError, DataError
 from dlopt.nn import cnn, mlp
+from dlopt.regularize import L1, L2, ElasticNet, Penalty
 from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar
 from dlopt.train.checkpoint import Checkpoint, previous_path
 from dlopt.train.trainer import Trainer
@@ -61,6 +62,9 @@ def build_model(config: RunConfig, data: Dataset) -> nn.Module:
             dropout=m.dropout,
             input_dropout=m.input_dropout,
             maxout_pieces=m.maxout_pieces,
+            dropout_mode=m.dropout_mode,
+            input_noise=m.input_noise,
+            hidden_noise=m.hidden_noise,
         )
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
@@ -84,6 +88,22 @@ def build_optimizer(config: OptimizerConfig, params: Any) -> torch.optim.Optimiz
         "lbfgs": lambda: torch.optim.LBFGS(params, lr=o.lr, line_search_fn="strong_wolfe"),
     }
     return makers[o.name]()
+
+
+def build_penalties(config: RegularizationConfig) -> list[Penalty]:
+    r = config
+    penalties: list[Penalty] = []
+    if r.l1 > 0:
+        penalties.append(L1(r.l1, proximal=r.proximal, include=r.include))
+    if r.l2 > 0:
+        penalties.append(L2(r.l2, decoupled=r.decoupled, include=r.include))
+    if r.elastic_net is not None:
+        penalties.append(
+            ElasticNet(
+                r.elastic_net.lam, r.elastic_net.beta, proximal=r.proximal, include=r.include
+            )
+        )
+    return penalties
 
 
 def build_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
@@ -163,6 +183,7 @@ def train_run(
         batch_size=config.train.batch_size,
         scheduler=build_scheduler(config.schedule, optimizer, config.train.epochs),
         callbacks=callbacks,
+        penalties=build_penalties(config.regularization),
         seed=config.seed,
         handle_signals=True,
     )

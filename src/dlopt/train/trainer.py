@@ -19,6 +19,7 @@ from dlopt._validation import check_positive_int
 from dlopt.data.batching import Batches
 from dlopt.data.dataset import Dataset
 from dlopt.errors import CheckpointError, TrainingDiverged
+from dlopt.regularize.penalties import Penalty, sparsity
 from dlopt.train.callbacks import Callback
 from dlopt.train.checkpoint import FORMAT, load_checkpoint
 from dlopt.train.metrics import LossFn, resolve_loss
@@ -56,6 +57,7 @@ class Trainer:
         nan_guard: bool = True,
         train_metrics: bool = True,
         handle_signals: bool = False,
+        penalties: Sequence[Penalty] = (),
     ) -> None:
         self.model = model
         self.optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -68,6 +70,7 @@ class Trainer:
         self.nan_guard = nan_guard
         self.train_metrics = train_metrics
         self.handle_signals = handle_signals
+        self.penalties = list(penalties)
         self.state = TrainState(max_epochs=self.max_epochs)
         self._hooks = {
             h: [cb for cb in self.callbacks if getattr(type(cb), h) is not getattr(Callback, h)]
@@ -104,6 +107,8 @@ class Trainer:
         loss_fn, self._classification = resolve_loss(self.loss, batches.y)
         self._loss_fn = loss_fn
         self._params = [p for p in self.model.parameters() if p.requires_grad]
+        for penalty in self.penalties:
+            penalty.bind(self.model, self.optimizer)
         val_xy = self._to_device(val) if val is not None else None
         self.state.max_epochs = self.max_epochs
         self.state.batches_per_epoch = len(batches)
@@ -171,13 +176,20 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 out = model(xb)
                 loss = loss_fn(out, yb)
-                loss.backward()
-                if self.nan_guard and not self._finite(loss):
-                    self._diverge(loss)
+                objective = self._regularized(loss)
+                objective.backward()
+                if self.nan_guard and not self._finite(objective):
+                    self._diverge(objective)
+                elif self.nan_guard and self.penalties:
+                    self._last_loss = loss.item()  # log the data loss, not J + λR
             if state.diverged:
                 return
             if not self._closure:
+                for penalty in self.penalties:
+                    penalty.before_step()
                 optimizer.step()
+            for penalty in self.penalties:
+                penalty.after_step()
             state.step += 1
             state.batch += 1
             if self.nan_guard and not self._closure:  # the guard has read the loss already
@@ -203,7 +215,7 @@ class Trainer:
         def closure() -> Any:  # torch.optim types closures as returning float
             self.optimizer.zero_grad(set_to_none=True)
             out = self.model(xb)
-            loss = self._loss_fn(out, yb)
+            loss = self._regularized(self._loss_fn(out, yb))
             loss.backward()
             if not first:
                 first.append(out.detach())
@@ -211,6 +223,8 @@ class Trainer:
                 bad.append(loss.detach())
             return loss
 
+        for penalty in self.penalties:
+            penalty.before_step()
         loss = self.optimizer.step(closure)
         if self.nan_guard and (bad or not all(bool(p.isfinite().all()) for p in params)):
             with torch.no_grad():
@@ -220,6 +234,14 @@ class Trainer:
         return loss if isinstance(loss, Tensor) else torch.tensor(float(loss)), (
             first[0] if first else None
         )
+
+    def _regularized(self, loss: Tensor) -> Tensor:
+        """J + λR: the penalties' coupled terms join the loss before backward."""
+        for penalty in self.penalties:
+            term = penalty.term()
+            if term is not None:
+                loss = loss + term
+        return loss
 
     def _finite(self, loss: Tensor) -> bool:
         """Are the loss and every gradient finite? Two scalar reads, no per-gradient sync.
@@ -268,6 +290,11 @@ class Trainer:
         metrics["loss"] = (float(self._loss_sum) + self._loss_sum_host) / seen
         if self._classification and self.train_metrics and not self._closure:
             metrics["accuracy"] = float(self._correct) / seen
+        if self.penalties:
+            with torch.no_grad():
+                metrics["penalty"] = sum(float(p.value()) for p in self.penalties)
+            unique = {id(p): p for pen in self.penalties for p in pen.parameters}
+            metrics["sparsity"] = sparsity(unique.values())
         if val is not None:
             metrics.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
         metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
