@@ -24,6 +24,12 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     return Path(path)
 
 
+def colors(n: int) -> list[Any]:
+    """`n` distinguishable colours (tab20 beyond the default ten)."""
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
 def figure(ncols: int = 1, *, width: float = 5.0, height: float = 3.6) -> tuple[Any, Any]:
     fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
     return fig, axes[0]

@@ -1,6 +1,12 @@
 """`dlopt reproduce`: the chapter's claims as experiments, and the HTML report."""
 
-from dlopt.experiments import dropout, early_stopping, regularization  # noqa: F401  (registers)
+from dlopt.experiments import (  # noqa: F401  (importing registers the experiments)
+    activations,
+    batchnorm,
+    dropout,
+    early_stopping,
+    regularization,
+)
 from dlopt.experiments.registry import (
     EXPERIMENTS,
     Context,

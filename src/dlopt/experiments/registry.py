@@ -95,11 +95,11 @@ def experiment(
 
 def select(only: list[str] | None) -> list[Experiment]:
     if not only:
-        return list(EXPERIMENTS.values())
+        return [EXPERIMENTS[key] for key in sorted(EXPERIMENTS)]  # SPEC order: A4, B2, …
     for key in only:
         if key not in EXPERIMENTS:
             raise DloptError(
-                f"unknown experiment id {key!r}; known: {', '.join(EXPERIMENTS)}."
+                f"unknown experiment id {key!r}; known: {', '.join(sorted(EXPERIMENTS))}."
                 + did_you_mean(key, EXPERIMENTS),
                 source="--only",
             )

@@ -39,6 +39,34 @@ class Maxout(nn.Module):
         return z.view(*z.shape[:-1], self.out_features, self.pieces).amax(-1)
 
 
+class MaxoutConv(nn.Module):
+    """Maxout over convolutions: a Conv with k·out channels, max over the k pieces per channel.
+
+    Works for Conv1d and Conv2d (``dims``); padding keeps the spatial size ("same").
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        pieces: int = 2,
+        *,
+        dims: int = 2,
+    ) -> None:
+        super().__init__()
+        self.pieces = check_positive_int("pieces", pieces, caller="MaxoutConv")
+        self.out_channels = out_channels
+        conv = {1: nn.Conv1d, 2: nn.Conv2d}.get(dims)
+        if conv is None:
+            raise ValueError(f"MaxoutConv(dims=...) must be 1 or 2; got {dims!r}.")
+        self.conv = conv(in_channels, out_channels * pieces, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.conv(x)  # (batch, out·k, *spatial)
+        return z.view(z.shape[0], self.out_channels, self.pieces, *z.shape[2:]).amax(2)
+
+
 ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
     "linear": nn.Identity,
     "step": Step,

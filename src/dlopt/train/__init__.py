@@ -1,5 +1,6 @@
 """Training: the Trainer, its callbacks, checkpoints and metrics."""
 
+from dlopt.train.batchnorm_callbacks import ActivationDiagnostics, RecalibrateBatchNorm
 from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar, write_history
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from dlopt.train.metrics import LOSSES, accuracy, mse_loss
@@ -8,11 +9,13 @@ from dlopt.train.trainer import Trainer
 
 __all__ = [
     "LOSSES",
+    "ActivationDiagnostics",
     "Callback",
     "Checkpoint",
     "EarlyStopping",
     "History",
     "ProgressBar",
+    "RecalibrateBatchNorm",
     "TrainState",
     "Trainer",
     "accuracy",
