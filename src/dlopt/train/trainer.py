@@ -216,7 +216,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             out = self.model(xb)
             loss = self._regularized(self._loss_fn(out, yb))
-            loss.backward()
+            if getattr(self.optimizer, "closure_backward", True):
+                loss.backward()
             if not first:
                 first.append(out.detach())
             if self.nan_guard and not bad and not self._finite(loss):

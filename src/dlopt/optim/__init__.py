@@ -1,0 +1,21 @@
+"""Optimizers: Newton, Newton-CG, nonlinear CG, BFGS and L-BFGS on one strong-Wolfe line search,
+as ``minimize(fun, x0, method=...)`` and as ``torch.optim.Optimizer`` classes (SPEC I)."""
+
+from dlopt.optim.line_search import backtracking, strong_wolfe
+from dlopt.optim.minimize import METHODS, minimize
+from dlopt.optim.optimizers import BFGS, LBFGS, Newton, NewtonCG, NonlinearCG
+from dlopt.optim.result import OptimizeResult, Status
+
+__all__ = [
+    "BFGS",
+    "LBFGS",
+    "METHODS",
+    "Newton",
+    "NewtonCG",
+    "NonlinearCG",
+    "OptimizeResult",
+    "Status",
+    "backtracking",
+    "minimize",
+    "strong_wolfe",
+]

@@ -1,0 +1,112 @@
+"""``minimize(fun, x0, method=...)``: the functional front door (SPEC I7)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from dlopt._validation import check_choice, check_finite_number, check_positive_int
+from dlopt.optim.directions import BFGS, LBFGS, GradientDescent, Method, NonlinearCG
+from dlopt.optim.newton import Newton, NewtonCG
+from dlopt.optim.objective import FunctionObjective
+from dlopt.optim.result import OptimizeResult
+from dlopt.optim.solver import Iterate, Solver
+
+BFGS_MEMORY_BUDGET = 1 << 30  # bytes for BFGS's dense n×n matrix
+
+METHODS: dict[str, Callable[[], Method]] = {
+    "gd": GradientDescent,
+    "newton": Newton,
+    "newton-cg": NewtonCG,
+    "cg": lambda: NonlinearCG("pr+"),
+    "cg-fr": lambda: NonlinearCG("fr"),
+    "cg-pr": lambda: NonlinearCG("pr"),
+    "cg-hs": lambda: NonlinearCG("hs"),
+    "bfgs": BFGS,
+    "lbfgs": LBFGS,
+}
+LINE_SEARCHES = {"strong_wolfe": "strong_wolfe", "armijo": "armijo", "none": "none"}
+
+
+def check_bfgs_memory(n: int, itemsize: int, budget: int, caller: str) -> None:
+    need = n * n * itemsize
+    if need > budget:
+        raise ValueError(
+            f"{caller}: BFGS keeps a dense {n}×{n} matrix ({need / 2**30:.1f} GiB), "
+            f"over the memory budget of {budget / 2**30:.1f} GiB; use L-BFGS "
+            "(method='lbfgs' / dlopt.optim.LBFGS), which needs 2·m·n numbers."
+        )
+
+
+def minimize(
+    fun: Callable[[Tensor], Tensor],
+    x0: Tensor,
+    *,
+    method: str = "lbfgs",
+    tol: float = 1e-5,
+    max_iter: int = 1000,
+    line_search: str = "strong_wolfe",
+    history_size: int = 10,
+    max_ls: int = 25,
+    memory_budget: int = BFGS_MEMORY_BUDGET,
+    callback: Callable[[OptimizeResult], bool | None] | None = None,
+) -> OptimizeResult:
+    """Minimize the scalar `fun` over a tensor of x0's shape, dtype and device.
+
+    Gradients come from autograd. Success means ‖∇f(x)‖∞ ≤ `tol` (scipy's gtol); every other
+    ending — max_iter, a failed line search, NaN/inf, a callback's stop — is reported in
+    ``status``/``message`` and never raised; ``x`` is then the last accepted (finite) iterate.
+
+    Args:
+        fun: x ↦ scalar tensor.
+        x0: the starting point (any shape; float dtype).
+        method: one of :data:`METHODS` — "gd", "newton", "newton-cg", "cg" (Polak–Ribière+),
+            "cg-fr", "cg-pr", "cg-hs", "bfgs", "lbfgs".
+        line_search: "strong_wolfe" (default; Armijo backtracking as fallback), "armijo", or
+            "none" (fixed unit steps, with a divergence guard).
+        callback: called with the current result after each iteration; True stops the run.
+
+    >>> import torch
+    >>> res = minimize(lambda x: ((x - 3) ** 2).sum(), torch.zeros(4, dtype=torch.float64))
+    >>> res.success, torch.allclose(res.x, torch.full((4,), 3.0, dtype=torch.float64))
+    (True, True)
+    """
+    factory = check_choice("method", method, METHODS, caller="minimize")
+    check_choice("line_search", line_search, LINE_SEARCHES, caller="minimize")
+    check_finite_number("tol", tol, caller="minimize")
+    check_positive_int("max_iter", max_iter, caller="minimize", minimum=0)
+    check_positive_int("history_size", history_size, caller="minimize")
+    if not isinstance(x0, Tensor) or not torch.is_floating_point(x0):
+        raise TypeError(f"minimize(x0=...) must be a floating-point tensor; got {x0!r:.60}.")
+    if method == "bfgs":
+        check_bfgs_memory(x0.numel(), x0.element_size(), memory_budget, "minimize(method='bfgs')")
+    direction = LBFGS(history_size) if method == "lbfgs" else factory()
+    objective = FunctionObjective(fun, x0.shape)
+    solver = Solver(direction, objective, tol=tol, line_search=line_search, max_ls=max_ls)
+    start = solver.start(x0.detach().reshape(-1).clone())
+
+    def result(it: Iterate, status: object, nit: int) -> OptimizeResult:
+        from dlopt.optim.result import Status
+
+        return OptimizeResult(
+            x=it.x.view(x0.shape),
+            fun=it.f,
+            jac=it.g.view(x0.shape),
+            nit=nit,
+            nfev=objective.nfev,
+            njev=objective.nfev,
+            nhev=objective.nhev,
+            status=status if isinstance(status, Status) else Status.MAX_ITER,
+        )
+
+    hook = None
+    if callback is not None:
+        from dlopt.optim.result import Status
+
+        def hook(it: Iterate) -> bool | None:
+            return callback(result(it, Status.MAX_ITER, solver.memory.nit))
+
+    final, status, nit = solver.run(start, max_iter, hook)
+    return result(final, status, nit)

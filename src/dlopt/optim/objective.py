@@ -1,0 +1,170 @@
+"""f, ∇f and curvature at a flat point x, by autograd — for a function or for a closure.
+
+Every evaluation returns f and ∇f together. With ``create_graph=True`` it also returns the
+curvature of that same graph: Hessian-vector products Hv = ∇(∇f·v) by double backward,
+reusing the gradient's graph (≈ 1.2–1.7× an f+∇f per product, against 2–2.6× when rebuilt),
+and the full Hessian as n such products batched (``is_grads_batched``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Evaluation:
+    f: Tensor  # 0-d, detached
+    g: Tensor  # flat, detached
+    hvp: Callable[[Tensor], Tensor] | None = None
+    hessian: Callable[[], Tensor] | None = None
+
+
+class Objective:
+    """Counts evaluations (`nfev`) and Hessian-vector products or Hessians (`nhev`)."""
+
+    def __init__(self) -> None:
+        self.nfev = 0
+        self.nhev = 0
+
+    def evaluate(self, x: Tensor, create_graph: bool = False) -> Evaluation:
+        raise NotImplementedError
+
+    def _curvature(
+        self, g_graph: Tensor, inputs: Sequence[Tensor], n: int
+    ) -> tuple[Callable[[Tensor], Tensor], Callable[[], Tensor]]:
+        """Hv = ∇(∇f·v) and H for the flat gradient `g_graph` (built with create_graph)."""
+
+        def hvp(v: Tensor) -> Tensor:
+            self.nhev += 1
+            parts = torch.autograd.grad(g_graph, inputs, v, retain_graph=True, allow_unused=True)
+            return _flat(parts, inputs)
+
+        def hessian() -> Tensor:
+            self.nhev += 1
+            eye = torch.eye(n, dtype=g_graph.dtype, device=g_graph.device)
+            rows = torch.autograd.grad(
+                g_graph, inputs, eye, retain_graph=True, is_grads_batched=True, allow_unused=True
+            )
+            H = torch.cat(
+                [
+                    (
+                        r
+                        if r is not None
+                        else torch.zeros(n, *p.shape, dtype=p.dtype, device=p.device)
+                    ).reshape(n, -1)
+                    for r, p in zip(rows, inputs, strict=True)
+                ],
+                dim=1,
+            )
+            return (H + H.T) / 2  # symmetric up to rounding
+
+        return hvp, hessian
+
+
+def _flat(parts: Sequence[Tensor | None], like: Sequence[Tensor]) -> Tensor:
+    return torch.cat(
+        [
+            (p if p is not None else torch.zeros_like(q)).reshape(-1)
+            for p, q in zip(parts, like, strict=True)
+        ]
+    )
+
+
+class FunctionObjective(Objective):
+    """f(x) for ``minimize(fun, x0)``: x is viewed in x0's shape before each call."""
+
+    def __init__(self, fun: Callable[[Tensor], Tensor], shape: torch.Size) -> None:
+        super().__init__()
+        self.fun, self.shape = fun, shape
+
+    def evaluate(self, x: Tensor, create_graph: bool = False) -> Evaluation:
+        self.nfev += 1
+        x_ = x.detach().view(self.shape).requires_grad_(True)
+        with torch.enable_grad():  # also under no_grad callers: the graph must exist
+            f = self.fun(x_)
+            if not isinstance(f, Tensor) or f.numel() != 1:
+                raise TypeError(
+                    "minimize(fun=...) must return a scalar tensor; got "
+                    f"{type(f).__name__} of shape {getattr(f, 'shape', None)}."
+                )
+            f = f.reshape(())
+            g_graph = None
+            if f.requires_grad:
+                (g_graph,) = torch.autograd.grad(
+                    f, x_, create_graph=create_graph, allow_unused=True
+                )
+            if g_graph is None:
+                g_graph = torch.zeros_like(x_)
+            g_flat = g_graph.reshape(-1)
+        evaluation = Evaluation(f.detach(), g_flat.detach())
+        if create_graph:
+            if g_flat.requires_grad:
+                evaluation.hvp, evaluation.hessian = self._curvature(g_flat, [x_], x.numel())
+            else:  # f is linear (or constant) in x: H = 0
+                evaluation.hvp = self._zero
+                evaluation.hessian = lambda: self._zero_h(x)
+        return evaluation
+
+    def _zero(self, v: Tensor) -> Tensor:
+        self.nhev += 1
+        return torch.zeros_like(v)
+
+    def _zero_h(self, x: Tensor) -> Tensor:
+        self.nhev += 1
+        return torch.zeros(x.numel(), x.numel(), dtype=x.dtype, device=x.device)
+
+
+class ClosureObjective(Objective):
+    """A torch.optim closure over `params`; x is copied into the parameters before each call.
+
+    ``backward=True``: the closure calls ``loss.backward()`` itself (the torch convention).
+    ``backward=False``: it returns the loss with its graph and dlopt differentiates it — needed
+    for Hessian-vector products (Newton, Newton-CG).
+    """
+
+    def __init__(self, params: list[Tensor], closure: Callable[[], Tensor], backward: bool) -> None:
+        super().__init__()
+        self.params, self.closure, self.backward = params, closure, backward
+        self.numels = [p.numel() for p in params]
+
+    def flat_params(self) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
+    @torch.no_grad()
+    def load(self, x: Tensor) -> None:
+        for p, piece in zip(self.params, x.split(self.numels), strict=True):
+            p.copy_(piece.view_as(p))
+
+    def evaluate(self, x: Tensor, create_graph: bool = False) -> Evaluation:
+        self.nfev += 1
+        self.load(x)
+        with torch.enable_grad():
+            loss = self.closure()
+            if not isinstance(loss, Tensor):
+                loss = torch.as_tensor(float(loss), dtype=x.dtype, device=x.device)
+            if self.backward and not create_graph:
+                g = _flat([p.grad for p in self.params], self.params)
+                return Evaluation(loss.detach().reshape(()), g)
+            if not loss.requires_grad:
+                raise ValueError(
+                    "this optimizer needs a closure that returns the loss without "
+                    "calling backward() (it differentiates the loss itself)."
+                )
+            try:
+                grads = torch.autograd.grad(
+                    loss, self.params, create_graph=create_graph, allow_unused=True
+                )
+            except RuntimeError as exc:
+                raise ValueError(
+                    "this optimizer needs a closure that returns the loss without "
+                    f"calling backward() ({str(exc).splitlines()[0]})"
+                ) from None
+            g_graph = _flat(grads, self.params)  # inside enable_grad: keeps the graph
+        evaluation = Evaluation(loss.detach().reshape(()), g_graph.detach())
+        if create_graph:
+            evaluation.hvp, evaluation.hessian = self._curvature(g_graph, self.params, x.numel())
+        return evaluation

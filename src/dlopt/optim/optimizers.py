@@ -1,0 +1,230 @@
+"""The torch.optim front door: Newton, NewtonCG, NonlinearCG, BFGS, LBFGS (SPEC I7).
+
+Each ``step(closure)`` runs up to `max_iter` iterations of the same solver as :func:`minimize`
+on all parameters as one flat vector, continuing the method's memory from the previous step
+(so calling ``step`` on successive minibatches gives mini-batch L-BFGS). It returns the loss
+at the *final* point (torch.optim.LBFGS returns the first one). The state — curvature pairs,
+counters, the last status — lives on the first parameter, so ``state_dict`` round-trips.
+
+Closures: for NonlinearCG, BFGS and LBFGS the usual one (zero grads, compute the loss, call
+``backward()``, return the loss). Newton and NewtonCG differentiate the loss themselves: their
+closure returns the loss *without* calling backward (``closure_backward = False``; the Trainer
+knows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dlopt._validation import check_choice, check_finite_number, check_positive_int
+from dlopt.optim import directions, newton
+from dlopt.optim.minimize import BFGS_MEMORY_BUDGET, LINE_SEARCHES, check_bfgs_memory
+from dlopt.optim.objective import ClosureObjective
+from dlopt.optim.result import Status
+from dlopt.optim.solver import Memory, Solver
+
+_SHARED = ("lr", "max_iter", "tol", "line_search")
+
+
+class _SecondOrder(torch.optim.Optimizer):
+    """Shared machinery; subclasses say which method and which options they take."""
+
+    requires_closure = True
+    closure_backward = True
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        caller = type(self).__name__
+        check_finite_number("lr", defaults["lr"], caller=caller, positive=True)
+        check_positive_int("max_iter", defaults["max_iter"], caller=caller)
+        check_finite_number("tol", defaults["tol"], caller=caller)
+        check_choice("line_search", defaults["line_search"], LINE_SEARCHES, caller=caller)
+        super().__init__(params, defaults)
+        first = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        for group in self.param_groups[1:]:
+            other = {k: v for k, v in group.items() if k != "params"}
+            if other != first:
+                raise ValueError(
+                    f"{caller}: every param group must share its options (the "
+                    f"method treats all parameters as one vector); got {first} "
+                    f"and {other}."
+                )
+
+    def _method(self) -> directions.Method:
+        raise NotImplementedError
+
+    @property
+    def _params(self) -> list[Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def _state(self) -> dict[str, Any]:
+        return self.state[self._params[0]]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
+        """Run up to max_iter iterations; return the loss at the final parameters."""
+        if closure is None:
+            raise ValueError(
+                f"{type(self).__name__}.step(closure) needs a closure that "
+                "re-evaluates the model and returns the loss."
+            )
+        group = self.param_groups[0]
+        params = [p for p in self._params if p.requires_grad]
+        state = self._state()
+        method = self._method()
+        if "method" in state:
+            method.load_state_dict(state["method"])
+        memory = Memory(**state["memory"]) if "memory" in state else Memory()
+        objective = ClosureObjective(params, closure, self.closure_backward)
+        solver = Solver(
+            method,
+            objective,
+            tol=group["tol"],
+            line_search=group["line_search"],
+            lr=group["lr"],
+            memory=memory,
+        )
+        start = solver.start(objective.flat_params())
+        final, status, _ = solver.run(start, group["max_iter"])
+        objective.load(final.x)
+        for p, piece in zip(params, final.g.split(objective.numels), strict=True):
+            p.grad = piece.view_as(p).clone()
+        state["method"] = method.state_dict()
+        state["memory"] = {
+            "nit": memory.nit,
+            "f_prev": memory.f_prev,
+            "since_reset": memory.since_reset,
+            "extra": {},
+        }
+        state["status"] = status.name
+        state["nfev"] = state.get("nfev", 0) + objective.nfev
+        state["nhev"] = state.get("nhev", 0) + objective.nhev
+        state["grad_norm"] = final.gnorm
+        return final.at.f
+
+    @property
+    def status(self) -> Status | None:
+        """How the last step() ended (CONVERGED, MAX_ITER, …), or None before any step."""
+        name = self._state().get("status")
+        return None if name is None else Status[name]
+
+
+def _defaults(
+    lr: float, max_iter: int, tol: float, line_search: str, **extra: Any
+) -> dict[str, Any]:
+    return {"lr": lr, "max_iter": max_iter, "tol": tol, "line_search": line_search, **extra}
+
+
+class LBFGS(_SecondOrder):
+    """L-BFGS (compact representation; see :class:`dlopt.optim.directions.LBFGS`).
+
+    Memory: 2·history_size·n numbers. ``tol`` bounds ‖∇f‖∞ (defaults converge without tuning:
+    one ``step`` runs up to 100 iterations).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        *,
+        history_size: int = 10,
+        max_iter: int = 100,
+        tol: float = 1e-7,
+        line_search: str = "strong_wolfe",
+    ) -> None:
+        check_positive_int("history_size", history_size, caller="LBFGS")
+        super().__init__(
+            params, _defaults(lr, max_iter, tol, line_search, history_size=history_size)
+        )
+
+    def _method(self) -> directions.Method:
+        return directions.LBFGS(self.param_groups[0]["history_size"])
+
+
+class BFGS(_SecondOrder):
+    """Dense BFGS (see :class:`dlopt.optim.directions.BFGS`); refuses n² above `memory_budget`."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        *,
+        max_iter: int = 100,
+        tol: float = 1e-7,
+        line_search: str = "strong_wolfe",
+        memory_budget: int = BFGS_MEMORY_BUDGET,
+    ) -> None:
+        super().__init__(
+            params, _defaults(lr, max_iter, tol, line_search, memory_budget=memory_budget)
+        )
+        n = sum(p.numel() for p in self._params)
+        check_bfgs_memory(n, self._params[0].element_size(), memory_budget, "BFGS")
+
+    def _method(self) -> directions.Method:
+        return directions.BFGS()
+
+
+class NonlinearCG(_SecondOrder):
+    """Nonlinear CG; ``beta`` is "pr+" (default), "pr", "fr" or "hs"."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        *,
+        beta: str = "pr+",
+        max_iter: int = 100,
+        tol: float = 1e-7,
+        line_search: str = "strong_wolfe",
+    ) -> None:
+        check_choice(
+            "beta", beta, dict.fromkeys(directions.NonlinearCG.BETAS), caller="NonlinearCG"
+        )
+        super().__init__(params, _defaults(lr, max_iter, tol, line_search, beta=beta))
+
+    def _method(self) -> directions.Method:
+        return directions.NonlinearCG(self.param_groups[0]["beta"])
+
+
+class NewtonCG(_SecondOrder):
+    """Hessian-free Newton (see :class:`dlopt.optim.newton.NewtonCG`); closure without backward."""
+
+    closure_backward = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        *,
+        max_cg: int = 0,
+        max_iter: int = 100,
+        tol: float = 1e-7,
+        line_search: str = "strong_wolfe",
+    ) -> None:
+        super().__init__(params, _defaults(lr, max_iter, tol, line_search, max_cg=max_cg))
+
+    def _method(self) -> directions.Method:
+        return newton.NewtonCG(self.param_groups[0]["max_cg"])
+
+
+class Newton(_SecondOrder):
+    """Newton with the exact, damped Hessian (small n); closure without backward."""
+
+    closure_backward = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        *,
+        max_iter: int = 100,
+        tol: float = 1e-7,
+        line_search: str = "strong_wolfe",
+    ) -> None:
+        super().__init__(params, _defaults(lr, max_iter, tol, line_search))
+
+    def _method(self) -> directions.Method:
+        return newton.Newton()

@@ -1,0 +1,170 @@
+"""The iteration shared by minimize() and the optimizer classes: direction, line search, update.
+
+One host read per objective evaluation (f, ∇fᵀd and ‖∇f‖∞ together) and one per iteration for
+the direction's slope; the methods add at most one more (the curvature test).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dlopt.optim.directions import Method, NonlinearCG
+from dlopt.optim.line_search import LineSearchResult, Point, backtracking, strong_wolfe
+from dlopt.optim.objective import Evaluation, Objective
+from dlopt.optim.result import Status
+
+
+@dataclass
+class Iterate:
+    x: Tensor
+    at: Evaluation
+    f: float
+    gnorm: float
+
+    @property
+    def g(self) -> Tensor:
+        return self.at.g
+
+
+@dataclass
+class Memory:
+    """What carries over between calls (an optimizer's successive step() calls)."""
+
+    nit: int = 0
+    f_prev: float = math.nan
+    since_reset: int = 0  # iterations since the method's memory was last reset
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Solver:
+    """Runs `method` on `objective` from a flat x (see the module docstring)."""
+
+    def __init__(
+        self,
+        method: Method,
+        objective: Objective,
+        *,
+        tol: float = 1e-5,
+        line_search: str = "strong_wolfe",
+        lr: float = 1.0,
+        c1: float = 1e-4,
+        max_ls: int = 25,
+        memory: Memory | None = None,
+    ) -> None:
+        self.method, self.objective = method, objective
+        self.tol, self.line_search, self.lr, self.c1, self.max_ls = tol, line_search, lr, c1, max_ls
+        self.memory = memory or Memory()
+        self._met_nonfinite = False
+
+    def evaluate(
+        self, x: Tensor, d: Tensor | None = None, t: float = 0.0
+    ) -> tuple[Evaluation, Point]:
+        at = self.objective.evaluate(x, create_graph=self.method.needs_curvature)
+        slope = at.g @ d if d is not None else at.g.new_zeros(())
+        f, gtd, gnorm = torch.stack([at.f.to(at.g.dtype), slope, at.g.abs().max()]).tolist()
+        return at, Point(t, f, gtd, at.g, gnorm, at.f)
+
+    def start(self, x: Tensor) -> Iterate:
+        at, point = self.evaluate(x)
+        return Iterate(x, at, point.f, point.gnorm)
+
+    def _initial_step(self, it: Iterate, gtd: float) -> float:
+        memory = self.memory
+        if memory.since_reset > 0 and self.method.unit_step:
+            return self.lr
+        if memory.since_reset > 0 and math.isfinite(memory.f_prev) and gtd < 0:
+            # scipy's choice for CG and gradient descent: the step that would repeat the last
+            # decrease of f along a quadratic model
+            return min(1.0, 1.01 * 2 * (it.f - memory.f_prev) / gtd) * self.lr or self.lr
+        return min(1.0, 1.0 / max(float(it.g.abs().sum()), 1e-300)) * self.lr
+
+    def _search(
+        self, it: Iterate, d: Tensor, gtd: float
+    ) -> tuple[LineSearchResult, dict[float, Evaluation]]:
+        seen: dict[float, Evaluation] = {}
+        self._met_nonfinite = False
+
+        def phi(t: float) -> Point:
+            at, point = self.evaluate(it.x + t * d, d, t)
+            seen[t] = at
+            self._met_nonfinite |= not point.finite
+            return point
+
+        start = Point(0.0, it.f, gtd, it.g, it.gnorm)
+        step = self._initial_step(it, gtd)
+        if self.line_search == "none":
+            point = phi(self.lr)
+            return LineSearchResult(point, 1, point.finite, False), seen
+        if self.line_search == "armijo":
+            return backtracking(phi, start, step, c1=self.c1, max_ls=self.max_ls), seen
+        d_norm = float(d.abs().max())
+        result = strong_wolfe(
+            phi, start, step, c1=self.c1, c2=self.method.c2, max_ls=self.max_ls, d_norm=d_norm
+        )
+        if not result.success and result.nfev < self.max_ls:  # Armijo fallback (SPEC I6)
+            tried = min(p for p in seen) if seen else step
+            fallback = backtracking(
+                phi, start, tried * 0.5, c1=self.c1, max_ls=self.max_ls - result.nfev
+            )
+            result = LineSearchResult(
+                fallback.point, result.nfev + fallback.nfev, fallback.success, False
+            )
+        return result, seen
+
+    def run(
+        self, it: Iterate, max_iter: int, callback: Callable[[Iterate], bool | None] | None = None
+    ) -> tuple[Iterate, Status, int]:
+        """Up to `max_iter` iterations from `it`; returns (last accepted iterate, status, nit)."""
+        if not (math.isfinite(it.f) and math.isfinite(it.gnorm)):
+            return it, Status.NONFINITE, 0
+        best = it
+        retried = False
+        for done in range(max_iter + 1):
+            if it.gnorm <= self.tol:
+                return it, Status.CONVERGED, done
+            if done == max_iter:
+                return it, Status.MAX_ITER, done
+            d = self.method.direction(it.g, it.at)
+            gtd, gg = torch.stack([it.g @ d, it.g @ it.g]).tolist()
+            weak = isinstance(self.method, NonlinearCG) and -gtd < 1e-2 * gg
+            if not (math.isfinite(gtd) and gtd < 0) or weak:
+                self._reset()
+                d, gtd = -it.g, -gg
+            result, seen = self._search(it, d, gtd)
+            if not result.success:
+                if self.memory.since_reset > 0 and not retried:
+                    self._reset()  # once: forget the curvature model, retry along −∇f
+                    retried = True
+                    continue
+                status = Status.NONFINITE if self._met_nonfinite else Status.LINE_SEARCH_FAILED
+                return it, status, done
+            retried = False
+            point = result.point
+            at = seen[point.t]
+            s = point.t * d
+            assert point.g is not None
+            y = point.g - it.g
+            self.method.update(s, y, d, it.g)
+            self.memory.f_prev = it.f
+            self.memory.nit += 1
+            self.memory.since_reset += 1
+            it = Iterate(it.x + s, at, point.f, point.gnorm)
+            if not math.isfinite(it.gnorm):
+                return best, Status.NONFINITE, done + 1
+            if it.f < best.f:
+                best = it
+            elif self.line_search == "none" and it.f - best.f > 1e3 * max(abs(best.f), 1e-12):
+                return best, Status.DIVERGED, done + 1
+            if callback is not None and callback(it):
+                return it, Status.CALLBACK, done + 1
+        return it, Status.MAX_ITER, max_iter
+
+    def _reset(self) -> None:
+        self.method.reset()
+        self.memory.since_reset = 0
