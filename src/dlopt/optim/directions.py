@@ -2,13 +2,15 @@
 method remembers from a step s = x_{k+1} − x_k with gradient change y = g_{k+1} − g_k.
 
 Both front doors — :func:`dlopt.optim.minimize` and the ``torch.optim`` classes — drive these
-through :class:`dlopt.optim.solver.Solver`. Nothing here reads a tensor back to the host except
-where a decision needs a number (noted); that keeps the methods fast on a GPU.
+through :class:`dlopt.optim.solver.Solver`. No method reads a tensor back to the host: the
+numbers a decision needs (sᵀy, gᵀd, ‖g‖²) arrive as :class:`StepInfo`, computed from the
+values every evaluation reports anyway. That keeps the methods fast on a GPU.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,7 +18,29 @@ from torch import Tensor
 
 from dlopt.optim.objective import Evaluation
 
-CURVATURE_EPS = 1e-10  # accept a pair only when yᵀs > ε·‖s‖·‖y‖ (scale-free; OPTIM-NOTES #6)
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Host numbers of an accepted step x → x + t·d, known without a device read."""
+
+    t: float
+    gtd_old: float  # ∇f(x)ᵀd
+    gtd_new: float  # ∇f(x + td)ᵀd
+    gg_old: float  # ‖∇f(x)‖²
+    gg_new: float  # ‖∇f(x + td)‖²
+    g_dot_old: float  # ∇f(x + td)ᵀ∇f(x)
+    eps: float  # machine epsilon of the dtype
+
+    @property
+    def sy(self) -> float:
+        """sᵀy = t·(∇f(x+td) − ∇f(x))ᵀd, exactly."""
+        return self.t * (self.gtd_new - self.gtd_old)
+
+    @property
+    def curvature_ok(self) -> bool:
+        """L-BFGS-B's scale-free test yᵀs > ε·(−gᵀs) (OPTIM-NOTES #6)."""
+        sy = self.sy
+        return math.isfinite(sy) and sy > self.eps * (-self.t * self.gtd_old)
 
 
 class Method:
@@ -26,15 +50,17 @@ class Method:
     c2 = 0.9  # strong-Wolfe curvature constant
     needs_curvature = False  # evaluate with create_graph (Hv products / Hessians)
     unit_step = True  # try t = 1 after the first iteration (Newton-like scaling)
+    scaled = False  # the direction has the right length from the start (Newton): t = 1 always
 
     def reset(self) -> None:
         """Forget what was learned (after a failed line search or a bad direction)."""
 
-    def direction(self, g: Tensor, at: Evaluation) -> Tensor:
-        return -g
+    def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
+        """(d, gᵀd) — gᵀd when known on the host without a device read, else None."""
+        return -g, -gg
 
-    def update(self, s: Tensor, y: Tensor, d: Tensor, g_old: Tensor) -> None:
-        """Learn from the accepted step (d: the direction taken, g_old: gradient before it)."""
+    def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
+        """Learn from the accepted step (d: the direction taken)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -55,6 +81,7 @@ class NonlinearCG(Method):
     β^FR = gᵀg / g₋ᵀg₋;  β^PR = gᵀ(g − g₋) / g₋ᵀg₋;  β^PR+ = max(β^PR, 0);
     β^HS = gᵀ(g − g₋) / d₋ᵀ(g − g₋). Restarts (d = −g) every n iterations and whenever
     −gᵀd < 0.01‖g‖² (scipy's sufficient-descent test); c₂ = 0.1 for near-exact line searches.
+    β and gᵀd are computed on the host from the step's numbers: CG reads nothing back.
     """
 
     c2 = 0.1
@@ -69,44 +96,56 @@ class NonlinearCG(Method):
 
     def reset(self) -> None:
         self.d_prev: Tensor | None = None
-        self.g_prev: Tensor | None = None
+        self.info: StepInfo | None = None
         self.since_restart = 0
 
-    def direction(self, g: Tensor, at: Evaluation) -> Tensor:
+    def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
         period = self.restart or g.numel()
-        if self.d_prev is None or self.g_prev is None or self.since_restart >= period:
+        info = self.info
+        if self.d_prev is None or info is None or self.since_restart >= period:
             self.since_restart = 0
-            return -g
-        gp, dp = self.g_prev, self.d_prev
-        if self.beta == "fr":
-            beta = (g @ g) / (gp @ gp)
-        elif self.beta == "hs":
-            diff = g - gp
-            beta = (g @ diff) / (dp @ diff)
-        else:
-            beta = (g @ (g - gp)) / (gp @ gp)
-            if self.beta == "pr+":
-                beta = beta.clamp_min(0)
-        beta = torch.nan_to_num(beta, nan=0.0, posinf=0.0, neginf=0.0)  # 0/0 → restart
-        return -g + beta * dp
+            return -g, -gg
+        g_diff = gg - info.g_dot_old  # gᵀ(g − g₋)
+        with_prev = {
+            "fr": (gg, info.gg_old),
+            "pr": (g_diff, info.gg_old),
+            "pr+": (g_diff, info.gg_old),
+            "hs": (g_diff, info.gtd_new - info.gtd_old),
+        }[self.beta]
+        try:
+            beta = with_prev[0] / with_prev[1]
+        except ZeroDivisionError:
+            beta = 0.0
+        if self.beta == "pr+":
+            beta = max(beta, 0.0)
+        if not math.isfinite(beta):
+            beta = 0.0
+        return -g + beta * self.d_prev, -gg + beta * info.gtd_new
 
-    def update(self, s: Tensor, y: Tensor, d: Tensor, g_old: Tensor) -> None:
-        self.d_prev, self.g_prev = d, g_old
+    def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
+        self.d_prev, self.info = d, info
         self.since_restart += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"d_prev": self.d_prev, "g_prev": self.g_prev, "since_restart": self.since_restart}
+        info = (
+            None
+            if self.info is None
+            else [
+                self.info.t,
+                self.info.gtd_old,
+                self.info.gtd_new,
+                self.info.gg_old,
+                self.info.gg_new,
+                self.info.g_dot_old,
+                self.info.eps,
+            ]
+        )
+        return {"d_prev": self.d_prev, "info": info, "since_restart": self.since_restart}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.d_prev, self.g_prev = state["d_prev"], state["g_prev"]
+        self.d_prev = state["d_prev"]
+        self.info = None if state["info"] is None else StepInfo(*map(float, state["info"]))
         self.since_restart = int(state["since_restart"])
-
-
-def _curvature_ok(s: Tensor, y: Tensor) -> tuple[bool, float, float]:
-    """(accept, sᵀy, yᵀy): one host read for the three dot products."""
-    sy, yy, ss = torch.stack([s @ y, y @ y, s @ s]).tolist()
-    ok = math.isfinite(sy) and math.isfinite(yy) and sy > CURVATURE_EPS * math.sqrt(max(ss * yy, 0))
-    return ok, sy, yy
 
 
 class BFGS(Method):
@@ -125,22 +164,20 @@ class BFGS(Method):
     def reset(self) -> None:
         self.H: Tensor | None = None
 
-    def direction(self, g: Tensor, at: Evaluation) -> Tensor:
-        return -g if self.H is None else -(self.H @ g)
+    def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
+        return (-g, -gg) if self.H is None else (-(self.H @ g), None)
 
-    def update(self, s: Tensor, y: Tensor, d: Tensor, g_old: Tensor) -> None:
-        if self.H is None:
-            ok, sy, yy = _curvature_ok(s, y)
-            if not ok:
-                return
-            self.H = torch.eye(s.numel(), dtype=s.dtype, device=s.device) * (sy / yy)
-        Hy = self.H @ y
-        sy, yy, ss, yHy = torch.stack([s @ y, y @ y, s @ s, y @ Hy]).tolist()
-        if not (math.isfinite(yHy) and sy > CURVATURE_EPS * math.sqrt(max(ss * yy, 0))):
+    def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
+        if not info.curvature_ok:
             return  # skip the pair: H stays positive definite
+        sy = s @ y  # device scalars throughout: no host read
+        if self.H is None:
+            self.H = torch.eye(s.numel(), dtype=s.dtype, device=s.device) * (sy / (y @ y))
+        Hy = self.H @ y
+        coef = (sy + y @ Hy) / (sy * sy)
         # the three rank-1 terms as one rank-3 GEMM: [s Hy s]·[c·s, −s/sy, −Hy/sy]ᵀ
         left = torch.stack([s, Hy, s], dim=1)  # (n, 3)
-        right = torch.stack([s * ((sy + yHy) / (sy * sy)), s * (-1.0 / sy), Hy * (-1.0 / sy)])
+        right = torch.stack([s * coef, s * (-1 / sy), Hy * (-1 / sy)])  # (3, n)
         self.H.addmm_(left, right)
 
     def state_dict(self) -> dict[str, Any]:
@@ -173,12 +210,11 @@ class LBFGS(Method):
         self.SY: Tensor | None = None  # SY[i, j] = s_i·y_j (ring slots)
         self.YY: Tensor | None = None
         self.order: list[int] = []  # ring slots, oldest first
-        self.gamma = 1.0
+        self.gamma: Tensor | None = None  # sᵀy/yᵀy of the newest pair, on the device
         self._index: Tensor | None = None
 
-    def update(self, s: Tensor, y: Tensor, d: Tensor, g_old: Tensor) -> None:
-        ok, sy, yy = _curvature_ok(s, y)
-        if not ok:
+    def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
+        if not info.curvature_ok:
             return
         if self.S is None:
             n, m = s.numel(), self.m
@@ -194,12 +230,12 @@ class LBFGS(Method):
         self.SY[slot, :] = self.Y @ s
         self.YY[:, slot] = self.Y @ y
         self.YY[slot, :] = self.YY[:, slot]
-        self.gamma = sy / yy
+        self.gamma = self.SY[slot, slot] / self.YY[slot, slot]
         self._index = torch.tensor(self.order, device=s.device)
 
-    def direction(self, g: Tensor, at: Evaluation) -> Tensor:
-        if self.S is None or self._index is None:
-            return -g
+    def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
+        if self.S is None or self._index is None or self.gamma is None:
+            return -g, -gg
         assert self.Y is not None and self.SY is not None and self.YY is not None
         idx, gamma = self._index, self.gamma
         a = (self.S @ g)[idx]  # Sᵀg, oldest first
@@ -210,8 +246,10 @@ class LBFGS(Method):
         rhs = (torch.diag(SY)[:, None] * u + gamma * (self.YY[idx][:, idx] @ u)) - b[:, None]
         top = torch.linalg.solve_triangular(R.T, rhs, upper=False)[:, 0]  # R⁻ᵀ((D+γYᵀY)u − b)
         c_s = g.new_zeros(self.m).index_copy_(0, idx, top)
-        c_y = g.new_zeros(self.m).index_copy_(0, idx, -gamma * u[:, 0])
-        return -(gamma * g + c_s @ self.S + c_y @ self.Y)
+        c_y = g.new_zeros(self.m).index_copy_(
+            0, idx, -gamma * u[:, 0]
+        )  # no host read: γ is a tensor
+        return -(gamma * g + c_s @ self.S + c_y @ self.Y), None
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -225,7 +263,7 @@ class LBFGS(Method):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.S, self.Y, self.SY, self.YY = state["S"], state["Y"], state["SY"], state["YY"]
-        self.order, self.gamma = [int(i) for i in state["order"]], float(state["gamma"])
+        self.order, self.gamma = [int(i) for i in state["order"]], state["gamma"]
         self._index = (
             torch.tensor(self.order, device=self.S.device)
             if self.S is not None and self.order

@@ -31,6 +31,8 @@ class Point:
     g: Tensor | None
     gnorm: float
     f_tensor: Tensor | None = None
+    gg: float = math.nan  # gᵀg
+    g_dot_old: float = math.nan  # gᵀg₀ with g₀ the gradient where the search started
 
     @property
     def finite(self) -> bool:
@@ -73,8 +75,7 @@ def strong_wolfe(
     c1: float = 1e-4,
     c2: float = 0.9,
     max_ls: int = 25,
-    d_norm: float = 1.0,
-    tolerance_change: float = 1e-12,
+    tolerance_change: float = 1e-10,
 ) -> LineSearchResult:
     """Find t > 0 meeting the strong Wolfe conditions along a descent direction (φ'(0) < 0)."""
     f0, gtd0 = start.f, start.gtd
@@ -105,7 +106,7 @@ def strong_wolfe(
     while evals < max_ls:
         assert lo is not None and hi is not None
         width = abs(hi.t - lo.t)
-        if width * d_norm < tolerance_change * max(1.0, abs(lo.t) * d_norm):
+        if width <= tolerance_change * max(abs(lo.t), abs(hi.t)):  # relative: scale-free
             break  # the bracket collapsed: keep the best point found
         low, high = min(lo.t, hi.t), max(lo.t, hi.t)
         t = cubic_minimizer(lo, hi, low, high) if hi.finite else (lo.t + hi.t) / 2

@@ -27,7 +27,12 @@ METHODS: dict[str, Callable[[], Method]] = {
     "bfgs": BFGS,
     "lbfgs": LBFGS,
 }
-LINE_SEARCHES = {"strong_wolfe": "strong_wolfe", "armijo": "armijo", "none": "none"}
+LINE_SEARCHES = {
+    "strong_wolfe": "strong_wolfe",
+    "armijo": "armijo",
+    "exact": "exact",
+    "none": "none",
+}
 
 
 def check_bfgs_memory(n: int, itemsize: int, budget: int, caller: str) -> None:
@@ -64,8 +69,10 @@ def minimize(
         x0: the starting point (any shape; float dtype).
         method: one of :data:`METHODS` — "gd", "newton", "newton-cg", "cg" (Polak–Ribière+),
             "cg-fr", "cg-pr", "cg-hs", "bfgs", "lbfgs".
-        line_search: "strong_wolfe" (default; Armijo backtracking as fallback), "armijo", or
-            "none" (fixed unit steps, with a divergence guard).
+        line_search: "strong_wolfe" (default; Armijo backtracking as fallback), "armijo",
+            "exact" (t = −gᵀd/dᵀHd from one Hessian-vector product: exact on quadratics, the
+            chapter's idealization; strong Wolfe when it fails), or "none" (fixed unit steps,
+            with a divergence guard).
         callback: called with the current result after each iteration; True stops the run.
 
     >>> import torch

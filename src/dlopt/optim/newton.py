@@ -25,8 +25,12 @@ class Newton(Method):
 
     name = "newton"
     needs_curvature = True
+    scaled = True
 
-    def direction(self, g: Tensor, at: Evaluation) -> Tensor:
+    def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
+        return self._solve(g, at), None
+
+    def _solve(self, g: Tensor, at: Evaluation) -> Tensor:
         assert at.hessian is not None
         H = at.hessian()
         if not bool(torch.isfinite(H).all()):
@@ -57,9 +61,12 @@ class NewtonCG(Method):
     def __init__(self, max_cg: int = 0) -> None:
         self.max_cg = max_cg  # 0: 20·n, as scipy
 
-    def direction(self, g: Tensor, at: Evaluation) -> Tensor:
+    def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
+        return self._solve(g, at, gg), None
+
+    def _solve(self, g: Tensor, at: Evaluation, rr: float) -> Tensor:
         assert at.hvp is not None
-        g1, rr = torch.stack([g.abs().sum(), g @ g]).tolist()
+        g1 = float(g.abs().sum())
         tolerance = min(0.5, math.sqrt(g1)) * g1
         z = torch.zeros_like(g)
         r, p = g.clone(), -g

@@ -1,7 +1,8 @@
 """The iteration shared by minimize() and the optimizer classes: direction, line search, update.
 
-One host read per objective evaluation (f, ∇fᵀd and ‖∇f‖∞ together) and one per iteration for
-the direction's slope; the methods add at most one more (the curvature test).
+Host reads: one per objective evaluation — f, ∇fᵀd, ‖∇f‖∞, ‖∇f‖² and ∇fᵀ∇f₀ in a single
+transfer — and, for L-BFGS, BFGS and the Newton methods, one per iteration for the slope ∇fᵀd
+of the new direction. Gradient descent and nonlinear CG know their slope on the host already.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dlopt.optim.directions import Method, NonlinearCG
+from dlopt.optim.directions import Method, NonlinearCG, StepInfo
 from dlopt.optim.line_search import LineSearchResult, Point, backtracking, strong_wolfe
 from dlopt.optim.objective import Evaluation, Objective
 from dlopt.optim.result import Status
@@ -25,7 +26,8 @@ class Iterate:
     x: Tensor
     at: Evaluation
     f: float
-    gnorm: float
+    gnorm: float  # ‖∇f‖∞
+    gg: float  # ‖∇f‖²
 
     @property
     def g(self) -> Tensor:
@@ -63,25 +65,38 @@ class Solver:
         self._met_nonfinite = False
 
     def evaluate(
-        self, x: Tensor, d: Tensor | None = None, t: float = 0.0
+        self, x: Tensor, d: Tensor | None = None, t: float = 0.0, g_old: Tensor | None = None
     ) -> tuple[Evaluation, Point]:
-        at = self.objective.evaluate(x, create_graph=self.method.needs_curvature)
-        slope = at.g @ d if d is not None else at.g.new_zeros(())
-        f, gtd, gnorm = torch.stack([at.f.to(at.g.dtype), slope, at.g.abs().max()]).tolist()
-        return at, Point(t, f, gtd, at.g, gnorm, at.f)
+        curvature = self.method.needs_curvature or self.line_search == "exact"
+        at = self.objective.evaluate(x, create_graph=curvature)
+        g = at.g
+        zero = g.new_zeros(())
+        stats = torch.stack(
+            [
+                at.f.to(g.dtype),
+                g @ d if d is not None else zero,
+                g.abs().max(),
+                g @ g,
+                g @ g_old if g_old is not None else zero,
+            ]
+        )
+        f, gtd, gnorm, gg, g_dot_old = stats.tolist()  # the one host read of an evaluation
+        return at, Point(t, f, gtd, g, gnorm, at.f, gg, g_dot_old)
 
     def start(self, x: Tensor) -> Iterate:
         at, point = self.evaluate(x)
-        return Iterate(x, at, point.f, point.gnorm)
+        return Iterate(x, at, point.f, point.gnorm, point.gg)
 
     def _initial_step(self, it: Iterate, gtd: float) -> float:
         memory = self.memory
-        if memory.since_reset > 0 and self.method.unit_step:
+        if self.method.scaled or (memory.since_reset > 0 and self.method.unit_step):
             return self.lr
-        if memory.since_reset > 0 and math.isfinite(memory.f_prev) and gtd < 0:
+        if math.isfinite(memory.f_prev) and gtd < 0:  # also after a restart: f_prev is known
             # scipy's choice for CG and gradient descent: the step that would repeat the last
-            # decrease of f along a quadratic model
-            return min(1.0, 1.01 * 2 * (it.f - memory.f_prev) / gtd) * self.lr or self.lr
+            # decrease of f along a quadratic model, at most 1
+            step = min(1.0, 1.01 * 2 * (it.f - memory.f_prev) / gtd)
+            return step * self.lr if step > 0 else self.lr
+        # a fresh start: min(1, 1/‖g‖₁), as torch and torchmin (the direction's scale is unknown)
         return min(1.0, 1.0 / max(float(it.g.abs().sum()), 1e-300)) * self.lr
 
     def _search(
@@ -91,24 +106,36 @@ class Solver:
         self._met_nonfinite = False
 
         def phi(t: float) -> Point:
-            at, point = self.evaluate(it.x + t * d, d, t)
+            at, point = self.evaluate(it.x + t * d, d, t, it.g)
             seen[t] = at
             self._met_nonfinite |= not point.finite
             return point
 
-        start = Point(0.0, it.f, gtd, it.g, it.gnorm)
-        step = self._initial_step(it, gtd)
+        start = Point(0.0, it.f, gtd, it.g, it.gnorm, None, it.gg, it.gg)
         if self.line_search == "none":
             point = phi(self.lr)
             return LineSearchResult(point, 1, point.finite, False), seen
+        if self.line_search == "exact" and it.at.hvp is not None:
+            # the minimizer of the quadratic model along d: t = −gᵀd / dᵀHd (exact on a
+            # quadratic; kept only if it decreases f enough, else strong Wolfe below)
+            curvature = float(d @ it.at.hvp(d))
+            if math.isfinite(curvature) and curvature > 0:
+                exact = phi(-gtd / curvature)
+                if exact.finite and exact.f <= it.f + self.c1 * exact.t * gtd:
+                    return LineSearchResult(exact, 1, True, False), seen
+        step = self._initial_step(it, gtd)
         if self.line_search == "armijo":
             return backtracking(phi, start, step, c1=self.c1, max_ls=self.max_ls), seen
-        d_norm = float(d.abs().max())
         result = strong_wolfe(
-            phi, start, step, c1=self.c1, c2=self.method.c2, max_ls=self.max_ls, d_norm=d_norm
+            phi,
+            start,
+            step,
+            c1=self.c1,
+            c2=self.method.c2,
+            max_ls=self.max_ls,
         )
         if not result.success and result.nfev < self.max_ls:  # Armijo fallback (SPEC I6)
-            tried = min(p for p in seen) if seen else step
+            tried = min(seen) if seen else step
             fallback = backtracking(
                 phi, start, tried * 0.5, c1=self.c1, max_ls=self.max_ls - result.nfev
             )
@@ -123,19 +150,19 @@ class Solver:
         """Up to `max_iter` iterations from `it`; returns (last accepted iterate, status, nit)."""
         if not (math.isfinite(it.f) and math.isfinite(it.gnorm)):
             return it, Status.NONFINITE, 0
-        best = it
-        retried = False
+        best, retried = it, False
+        eps = torch.finfo(it.x.dtype).eps
         for done in range(max_iter + 1):
             if it.gnorm <= self.tol:
                 return it, Status.CONVERGED, done
             if done == max_iter:
                 return it, Status.MAX_ITER, done
-            d = self.method.direction(it.g, it.at)
-            gtd, gg = torch.stack([it.g @ d, it.g @ it.g]).tolist()
-            weak = isinstance(self.method, NonlinearCG) and -gtd < 1e-2 * gg
+            d, known = self.method.direction(it.g, it.at, it.gg)
+            gtd = known if known is not None else float(it.g @ d)
+            weak = isinstance(self.method, NonlinearCG) and -gtd < 1e-2 * it.gg
             if not (math.isfinite(gtd) and gtd < 0) or weak:
                 self._reset()
-                d, gtd = -it.g, -gg
+                d, gtd = -it.g, -it.gg
             result, seen = self._search(it, d, gtd)
             if not result.success:
                 if self.memory.since_reset > 0 and not retried:
@@ -146,15 +173,14 @@ class Solver:
                 return it, status, done
             retried = False
             point = result.point
-            at = seen[point.t]
-            s = point.t * d
             assert point.g is not None
-            y = point.g - it.g
-            self.method.update(s, y, d, it.g)
+            s = point.t * d
+            info = StepInfo(point.t, gtd, point.gtd, it.gg, point.gg, point.g_dot_old, eps)
+            self.method.update(s, point.g - it.g, d, info)
             self.memory.f_prev = it.f
             self.memory.nit += 1
             self.memory.since_reset += 1
-            it = Iterate(it.x + s, at, point.f, point.gnorm)
+            it = Iterate(it.x + s, seen[point.t], point.f, point.gnorm, point.gg)
             if not math.isfinite(it.gnorm):
                 return best, Status.NONFINITE, done + 1
             if it.f < best.f:

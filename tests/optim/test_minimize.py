@@ -1,0 +1,106 @@
+"""minimize() against scipy (RELIABILITY N5) and the chapter's properties of each method (I8)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+from dlopt.optim import METHODS, Status, minimize
+
+from .problems import PROBLEMS, Problem
+
+PAIRS = [("lbfgs", "L-BFGS-B"), ("bfgs", "BFGS"), ("cg", "CG"), ("newton-cg", "Newton-CG")]
+
+
+def _scipy(problem: Problem, method: str) -> scipy.optimize.OptimizeResult:
+    options = {"gtol": 1e-8} if method != "Newton-CG" else {"xtol": 1e-12}
+    if method == "L-BFGS-B":
+        options = {"gtol": 1e-8, "ftol": 0.0, "maxiter": 10_000}
+    extra = {"hessp": problem.hessp} if method == "Newton-CG" else {}
+    return scipy.optimize.minimize(problem.f, problem.x0, jac=problem.grad, method=method,
+                                   options=options, **extra)
+
+
+@pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: p.name)
+@pytest.mark.parametrize(("ours", "theirs"), PAIRS, ids=[p[0] for p in PAIRS])
+def test_minimize_matches_scipy(problem, ours, theirs):
+    """Same minimizer to 1e-6 and iteration counts within 2× (N5)."""
+    expected = _scipy(problem, theirs)
+    result = minimize(problem.torch_f, torch.tensor(problem.x0), method=ours, tol=1e-8)
+    assert result.success, result.message
+    assert result.grad_norm <= 1e-8
+    np.testing.assert_allclose(result.x.numpy(), expected.x, atol=1e-6)
+    assert result.nit <= 2 * max(expected.nit, 10), (result.nit, expected.nit)
+    assert result.njev == result.nfev and result.status.code == 0
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_reaches_the_stated_tolerance_on_a_convex_problem(method):
+    problem = next(p for p in PROBLEMS if p.name == "logistic")
+    result = minimize(problem.torch_f, torch.tensor(problem.x0), method=method,
+                      max_iter=20_000 if method == "gd" else 1000)
+    assert result.success and result.grad_norm <= 1e-5, (method, result.message)
+
+
+def test_newton_solves_a_convex_quadratic_in_one_step():
+    """The second-order model is exact for a quadratic: one Newton step, t = 1."""
+    problem = next(p for p in PROBLEMS if p.name == "quadratic")
+    result = minimize(problem.torch_f, torch.tensor(problem.x0), method="newton", tol=1e-10)
+    assert result.nit == 1 and result.nfev == 2 and result.nhev == 1
+    A_inv_b = scipy.optimize.minimize(problem.f, problem.x0, jac=problem.grad).x
+    np.testing.assert_allclose(result.x.numpy(), A_inv_b, atol=1e-6)
+
+
+def test_nonlinear_cg_with_exact_line_search_finishes_a_quadratic_in_n_steps():
+    """On ½xᵀAx − bᵀx with exact steps, CG needs at most n iterations (here n = 12)."""
+    problem = next(p for p in PROBLEMS if p.name == "quadratic")
+    for beta in ("cg", "cg-fr", "cg-pr", "cg-hs"):
+        result = minimize(problem.torch_f, torch.tensor(problem.x0), method=beta, tol=1e-8,
+                          line_search="exact")
+        assert result.success and result.nit <= 12, (beta, result.nit)
+
+
+def test_second_order_methods_need_far_fewer_iterations_than_gradient_descent():
+    problem = PROBLEMS[1]  # rosenbrock-10
+    x0 = torch.tensor(problem.x0)
+    gd = minimize(problem.torch_f, x0, method="gd", max_iter=3000)
+    for method in ("bfgs", "lbfgs", "newton", "newton-cg"):
+        result = minimize(problem.torch_f, x0, method=method)
+        assert result.success and result.nit * 10 < max(gd.nit, 3000), method
+
+
+def test_shape_dtype_device_follow_x0_and_float32_works():
+    target = torch.arange(6, dtype=torch.float32).view(2, 3)
+    result = minimize(lambda x: ((x - target) ** 2).sum(), torch.zeros(2, 3), tol=1e-4)
+    assert result.x.shape == (2, 3) and result.x.dtype == torch.float32 and result.success
+    torch.testing.assert_close(result.x, target, atol=1e-4, rtol=0)
+
+
+def test_callback_can_stop_and_bad_arguments_raise():
+    seen = []
+    result = minimize(lambda x: (x**4).sum(), torch.ones(3, dtype=torch.float64),
+                      callback=lambda r: seen.append(r.nit) or len(seen) >= 3)
+    assert result.status is Status.CALLBACK and len(seen) == 3 and not result.success
+    with pytest.raises(ValueError, match=r"minimize\(method=\.\.\.\) must be one of"):
+        minimize(lambda x: x.sum(), torch.zeros(2), method="sgd")
+    with pytest.raises(TypeError, match="floating-point"):
+        minimize(lambda x: x.sum(), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="scalar"):
+        minimize(lambda x: x, torch.zeros(2))
+
+
+def test_bfgs_refuses_a_matrix_over_the_memory_budget_and_names_lbfgs():
+    with pytest.raises(ValueError, match=r"L-BFGS.*method='lbfgs'"):
+        minimize(lambda x: (x**2).sum(), torch.zeros(20_000), method="bfgs")
+    with pytest.raises(ValueError, match="memory budget"):
+        minimize(lambda x: (x**2).sum(), torch.zeros(100), method="bfgs", memory_budget=1000)
+
+
+def test_success_only_when_the_stated_test_held():
+    result = minimize(PROBLEMS[1].torch_f, torch.tensor(PROBLEMS[1].x0), method="cg", max_iter=3)
+    assert result.status is Status.MAX_ITER and not result.success
+    assert result.grad_norm > 1e-5 and math.isfinite(result.fun)

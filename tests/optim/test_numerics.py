@@ -1,0 +1,116 @@
+"""Non-finite values, failing line searches and divergence: RELIABILITY N3, N4, N6."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+
+from dlopt.optim import Status, minimize
+
+METHODS = ["newton", "newton-cg", "cg", "bfgs", "lbfgs"]
+DOCUMENTED = set(Status)
+
+
+def _bowl(x):
+    return ((x - 1.5) ** 2).sum()
+
+
+class NaNAfter:
+    def __init__(self, k):
+        self.k, self.calls = k, 0
+
+    def __call__(self, x):
+        self.calls += 1
+        value = _bowl(x)
+        return value * math.nan if self.calls > self.k else value
+
+
+SCENARIOS = {
+    "all-nan": lambda x: (x * math.nan).sum(),
+    "nan-outside-box": lambda x: torch.where(x.abs().max() > 1.0, _bowl(x) * math.nan, _bowl(x)),
+    "inf-outside-box": lambda x: torch.where(x.abs().max() > 1.0, _bowl(x) + math.inf, _bowl(x)),
+    "nan-after-k-evals": None,  # NaNAfter(3), fresh per case
+    "nan-gradient": lambda x: _bowl(x) + torch.sqrt(((x - x.detach()) ** 2).sum() + 0.0),
+    "non-smooth": lambda x: x.abs().sum(),
+    "indefinite": lambda x: (x[0] ** 2 - x[1] ** 2 + 0.25 * x[1] ** 4).sum(),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("method", METHODS)
+def test_no_nan_parameters_and_an_honest_status(method, scenario):
+    """N3: 5 methods × 7 scenarios: a result every time, finite x, success only when true."""
+    fun = SCENARIOS[scenario] or NaNAfter(3)
+    x0 = torch.tensor([0.5, -0.3], dtype=torch.float64)
+    start = time.perf_counter()
+    result = minimize(fun, x0, method=method, max_iter=200)
+    assert time.perf_counter() - start < 5
+    assert result.status in DOCUMENTED and result.message
+    if scenario == "all-nan":
+        assert torch.equal(result.x, x0) and result.status is Status.NONFINITE
+    else:
+        assert bool(torch.isfinite(result.x).all()), (method, scenario, result)
+    if result.success:
+        assert math.isfinite(result.fun) and result.grad_norm <= 1e-5
+    if not (math.isfinite(result.fun) and bool(torch.isfinite(result.jac).all())):
+        assert not result.success
+    if scenario in ("nan-outside-box", "inf-outside-box"):
+        assert result.success and torch.allclose(result.x, torch.tensor([1.0, 1.0],
+                                                                          dtype=torch.float64) * 1.5,
+                                                  atol=1e-4) or result.x.abs().max() <= 1.0
+    if scenario == "indefinite" and method == "newton":
+        assert result.success and result.fun < fun(x0).item()  # never ascends
+
+
+def test_a_failed_line_search_keeps_the_last_accepted_iterate_bitwise():
+    """N4: non-smooth objective, max_ls = 1: status line search failed, x = last accepted."""
+    accepted = []
+    result = minimize(lambda x: x.abs().sum() + 0.1 * (x**2).sum(),
+                      torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64), method="lbfgs",
+                      max_ls=1, callback=lambda r: accepted.append(r.x.clone()) and None)
+    assert result.status in (Status.LINE_SEARCH_FAILED, Status.CONVERGED)
+    if result.status is Status.LINE_SEARCH_FAILED:
+        assert accepted and torch.equal(result.x, accepted[-1])
+        assert result.fun == pytest.approx(float(result.x.abs().sum() + 0.1 * (result.x**2).sum()))
+
+
+def test_divergence_guard_stops_and_keeps_the_best_iterate():
+    """N6: without a line search a too-long fixed step blows f up; stop, keep the best x."""
+    fun = lambda x: (x**4).sum()  # noqa: E731
+    result = minimize(fun, torch.tensor([1.0], dtype=torch.float64), method="gd",
+                      line_search="none", max_iter=50)
+    assert result.status is Status.DIVERGED
+    assert result.fun <= fun(torch.tensor([1.0], dtype=torch.float64)).item()
+
+
+class SyncCounter:
+    """Counts host reads (item, tolist, float, int, bool) of tensors."""
+
+    NAMES = ("item", "tolist", "__float__", "__int__", "__bool__")
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        for name in self.NAMES:
+            original = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _original=original, **kwargs):
+                self.count += 1
+                return _original(tensor, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "cg"])
+def test_host_synchronisations_per_iteration(method, monkeypatch):
+    """≤ 3 host reads per iteration on average (torch.optim.LBFGS: 27–43)."""
+    from .problems import extended_rosenbrock, rosenbrock_x0
+
+    x0 = torch.tensor(rosenbrock_x0(100))
+    counter = SyncCounter(monkeypatch)
+    result = minimize(extended_rosenbrock, x0, method=method)
+    monkeypatch.undo()
+    assert result.success
+    assert counter.count / result.nit <= 3.0, counter.count / result.nit
