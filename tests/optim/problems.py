@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -50,7 +50,9 @@ def _logistic() -> Problem:
 
     def f(w: torch.Tensor) -> torch.Tensor:
         z = X @ w[:-1] + w[-1]
-        return torch.nn.functional.binary_cross_entropy_with_logits(z, y) + 1e-2 * (w[:-1] ** 2).sum()
+        return (
+            torch.nn.functional.binary_cross_entropy_with_logits(z, y) + 1e-2 * (w[:-1] ** 2).sum()
+        )
 
     return Problem("logistic", f, np.zeros(X.shape[1] + 1))
 

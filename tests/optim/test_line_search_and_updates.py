@@ -19,12 +19,15 @@ def smooth_problem_and_descent_direction(draw):
     """f(x) = Σ aᵢ(xᵢ − cᵢ)² + b·Σ cos(xᵢ) (nonconvex for b > 0), a descent direction d."""
     n = draw(st.integers(1, 6))
     floats = st.floats(-3, 3, allow_nan=False)
-    a = torch.tensor(draw(st.lists(st.floats(0.1, 10), min_size=n, max_size=n)), dtype=torch.float64)
+    a = torch.tensor(
+        draw(st.lists(st.floats(0.1, 10), min_size=n, max_size=n)), dtype=torch.float64
+    )
     c = torch.tensor(draw(st.lists(floats, min_size=n, max_size=n)), dtype=torch.float64)
     x = torch.tensor(draw(st.lists(floats, min_size=n, max_size=n)), dtype=torch.float64)
     b = draw(st.floats(0, 2))
-    noise = torch.tensor(draw(st.lists(st.floats(-0.9, 0.9), min_size=n, max_size=n)),
-                         dtype=torch.float64)
+    noise = torch.tensor(
+        draw(st.lists(st.floats(-0.9, 0.9), min_size=n, max_size=n)), dtype=torch.float64
+    )
     scale = draw(st.floats(1e-3, 1e3))
 
     def f(z):
@@ -139,7 +142,8 @@ def test_quasi_newton_inverse_hessians_stay_positive_definite(n, k, seed):
     eye = torch.eye(n, dtype=torch.float64)
     for method in (bfgs, lbfgs):
         # H's columns are −direction(e_i); symmetric positive definite
-        H = torch.stack([-method.direction(e, Evaluation(torch.zeros(()), e), 1.0)[0]
-                         for e in eye], 1)
+        H = torch.stack(
+            [-method.direction(e, Evaluation(torch.zeros(()), e), 1.0)[0] for e in eye], 1
+        )
         torch.testing.assert_close(H, H.T, rtol=1e-6, atol=1e-8)
         assert float(torch.linalg.eigvalsh((H + H.T) / 2).min()) > 0

@@ -21,8 +21,9 @@ def _scipy(problem: Problem, method: str) -> scipy.optimize.OptimizeResult:
     if method == "L-BFGS-B":
         options = {"gtol": 1e-8, "ftol": 0.0, "maxiter": 10_000}
     extra = {"hessp": problem.hessp} if method == "Newton-CG" else {}
-    return scipy.optimize.minimize(problem.f, problem.x0, jac=problem.grad, method=method,
-                                   options=options, **extra)
+    return scipy.optimize.minimize(
+        problem.f, problem.x0, jac=problem.grad, method=method, options=options, **extra
+    )
 
 
 @pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: p.name)
@@ -41,8 +42,12 @@ def test_minimize_matches_scipy(problem, ours, theirs):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_reaches_the_stated_tolerance_on_a_convex_problem(method):
     problem = next(p for p in PROBLEMS if p.name == "logistic")
-    result = minimize(problem.torch_f, torch.tensor(problem.x0), method=method,
-                      max_iter=20_000 if method == "gd" else 1000)
+    result = minimize(
+        problem.torch_f,
+        torch.tensor(problem.x0),
+        method=method,
+        max_iter=20_000 if method == "gd" else 1000,
+    )
     assert result.success and result.grad_norm <= 1e-5, (method, result.message)
 
 
@@ -59,8 +64,9 @@ def test_nonlinear_cg_with_exact_line_search_finishes_a_quadratic_in_n_steps():
     """On ½xᵀAx − bᵀx with exact steps, CG needs at most n iterations (here n = 12)."""
     problem = next(p for p in PROBLEMS if p.name == "quadratic")
     for beta in ("cg", "cg-fr", "cg-pr", "cg-hs"):
-        result = minimize(problem.torch_f, torch.tensor(problem.x0), method=beta, tol=1e-8,
-                          line_search="exact")
+        result = minimize(
+            problem.torch_f, torch.tensor(problem.x0), method=beta, tol=1e-8, line_search="exact"
+        )
         assert result.success and result.nit <= 12, (beta, result.nit)
 
 
@@ -82,8 +88,11 @@ def test_shape_dtype_device_follow_x0_and_float32_works():
 
 def test_callback_can_stop_and_bad_arguments_raise():
     seen = []
-    result = minimize(lambda x: (x**4).sum(), torch.ones(3, dtype=torch.float64),
-                      callback=lambda r: seen.append(r.nit) or len(seen) >= 3)
+    result = minimize(
+        lambda x: (x**4).sum(),
+        torch.ones(3, dtype=torch.float64),
+        callback=lambda r: seen.append(r.nit) or len(seen) >= 3,
+    )
     assert result.status is Status.CALLBACK and len(seen) == 3 and not result.success
     with pytest.raises(ValueError, match=r"minimize\(method=\.\.\.\) must be one of"):
         minimize(lambda x: x.sum(), torch.zeros(2), method="sgd")

@@ -58,9 +58,12 @@ def test_no_nan_parameters_and_an_honest_status(method, scenario):
     if not (math.isfinite(result.fun) and bool(torch.isfinite(result.jac).all())):
         assert not result.success
     if scenario in ("nan-outside-box", "inf-outside-box"):
-        assert result.success and torch.allclose(result.x, torch.tensor([1.0, 1.0],
-                                                                          dtype=torch.float64) * 1.5,
-                                                  atol=1e-4) or result.x.abs().max() <= 1.0
+        assert (
+            result.success
+            and torch.allclose(
+                result.x, torch.tensor([1.0, 1.0], dtype=torch.float64) * 1.5, atol=1e-4
+            )
+        ) or result.x.abs().max() <= 1.0
     if scenario == "indefinite" and method == "newton":
         assert result.success and result.fun < fun(x0).item()  # never ascends
 
@@ -68,9 +71,13 @@ def test_no_nan_parameters_and_an_honest_status(method, scenario):
 def test_a_failed_line_search_keeps_the_last_accepted_iterate_bitwise():
     """N4: non-smooth objective, max_ls = 1: status line search failed, x = last accepted."""
     accepted = []
-    result = minimize(lambda x: x.abs().sum() + 0.1 * (x**2).sum(),
-                      torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64), method="lbfgs",
-                      max_ls=1, callback=lambda r: accepted.append(r.x.clone()) and None)
+    result = minimize(
+        lambda x: x.abs().sum() + 0.1 * (x**2).sum(),
+        torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64),
+        method="lbfgs",
+        max_ls=1,
+        callback=lambda r: accepted.append(r.x.clone()) and None,
+    )
     assert result.status in (Status.LINE_SEARCH_FAILED, Status.CONVERGED)
     if result.status is Status.LINE_SEARCH_FAILED:
         assert accepted and torch.equal(result.x, accepted[-1])
@@ -80,8 +87,9 @@ def test_a_failed_line_search_keeps_the_last_accepted_iterate_bitwise():
 def test_divergence_guard_stops_and_keeps_the_best_iterate():
     """N6: without a line search a too-long fixed step blows f up; stop, keep the best x."""
     fun = lambda x: (x**4).sum()  # noqa: E731
-    result = minimize(fun, torch.tensor([1.0], dtype=torch.float64), method="gd",
-                      line_search="none", max_iter=50)
+    result = minimize(
+        fun, torch.tensor([1.0], dtype=torch.float64), method="gd", line_search="none", max_iter=50
+    )
     assert result.status is Status.DIVERGED
     assert result.fun <= fun(torch.tensor([1.0], dtype=torch.float64)).item()
 

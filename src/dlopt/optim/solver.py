@@ -121,7 +121,8 @@ class Solver:
             curvature = float(d @ it.at.hvp(d))
             if math.isfinite(curvature) and curvature > 0:
                 exact = phi(-gtd / curvature)
-                if exact.finite and exact.f <= it.f + self.c1 * exact.t * gtd:
+                slack = 10 * torch.finfo(it.x.dtype).eps * abs(it.f)  # rounding near the optimum
+                if exact.finite and exact.f <= it.f + self.c1 * exact.t * gtd + slack:
                     return LineSearchResult(exact, 1, True, False), seen
         step = self._initial_step(it, gtd)
         if self.line_search == "armijo":

@@ -1,0 +1,302 @@
+"""`dlopt bench optim`: dlopt's optimizers against scipy.optimize and torch.optim.LBFGS.
+
+Problems (float64, same x0, success = ‖∇f‖∞ ≤ 1e-5 for everyone): extended Rosenbrock
+(n = 2, 100, 1000, 10000), L2-regularized multinomial logistic regression on digits (n = 650)
+and a 64-32-10 tanh MLP on digits, full batch (n = 2410). Every method sees the same torch
+objective (scipy through a numpy wrapper), so evaluation counts and times compare like for like.
+Pairs: CG↔CG, BFGS↔BFGS, L-BFGS↔L-BFGS-B, Newton-CG↔Newton-CG; plus torch.optim.LBFGS
+(strong Wolfe, history 10) run to the same tolerance. Also: the cost of one Hessian-vector
+product relative to one f+∇f, and the optimizer's own time per iteration (objective excluded).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dlopt.benchmarks.harness import BenchReport, Timing, benchmark
+from dlopt.data import load_bundled, split_dataset
+from dlopt.optim import minimize
+from dlopt.optim.objective import FunctionObjective
+
+GTOL = 1e-5
+PAIRS = [("cg", "CG"), ("bfgs", "BFGS"), ("lbfgs", "L-BFGS-B"), ("newton-cg", "Newton-CG")]
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    fun: Callable[[Tensor], Tensor]
+    x0: Tensor
+
+
+def _rosenbrock(x: Tensor) -> Tensor:
+    a, b = x[0::2], x[1::2]
+    return (100 * (b - a**2) ** 2 + (1 - a) ** 2).sum()
+
+
+def problems() -> list[Problem]:
+    out = []
+    for n in (2, 100, 1000, 10000):
+        x0 = torch.full((n,), -1.2, dtype=torch.float64)
+        x0[1::2] = 1.0
+        out.append(Problem(f"rosenbrock-{n}", _rosenbrock, x0))
+    train = split_dataset(load_bundled("digits"), seed=0).train
+    X, y = train.X.double(), train.y
+
+    def logistic(w: Tensor) -> Tensor:
+        W, b = w[:640].view(64, 10), w[640:]
+        return F.cross_entropy(X @ W + b, y) + 1e-3 * (W**2).sum()
+
+    out.append(Problem("logreg-digits", logistic, torch.zeros(650, dtype=torch.float64)))
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(64, 32), (32,), (32, 10), (10,)]
+    sizes = [int(np.prod(s)) for s in shapes]
+
+    def mlp(w: Tensor) -> Tensor:
+        W1, b1, W2, b2 = (p.view(s) for p, s in zip(w.split(sizes), shapes, strict=True))
+        return F.cross_entropy(torch.tanh(X @ W1 + b1) @ W2 + b2, y)
+
+    w0 = torch.randn(sum(sizes), generator=generator, dtype=torch.float64) * 0.1
+    out.append(Problem("mlp-64-32-10", mlp, w0))
+    return out
+
+
+def _numpy(fun: Callable[[Tensor], Tensor]) -> tuple[Callable, Callable, Callable]:
+    def f(x: np.ndarray) -> float:
+        return float(fun(torch.from_numpy(x)))
+
+    def grad(x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x).requires_grad_(True)
+        (g,) = torch.autograd.grad(fun(t), t)
+        return g.numpy()
+
+    def hessp(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x).requires_grad_(True)
+        (g,) = torch.autograd.grad(fun(t), t, create_graph=True)
+        (hp,) = torch.autograd.grad(g, t, torch.from_numpy(p))
+        return hp.numpy()
+
+    return f, grad, hessp
+
+
+def _scipy(problem: Problem, method: str) -> dict[str, float]:
+    f, grad, hessp = _numpy(problem.fun)
+    options: dict[str, float] = {"maxiter": 20_000}
+    if method == "L-BFGS-B":
+        options.update(gtol=GTOL, ftol=0.0)
+    elif method != "Newton-CG":
+        options.update(gtol=GTOL)
+    start = time.perf_counter()
+    res = scipy.optimize.minimize(
+        f,
+        problem.x0.numpy(),
+        jac=grad,
+        method=method,
+        options=options,
+        **({"hessp": hessp} if method == "Newton-CG" else {}),
+    )
+    seconds = time.perf_counter() - start
+    gnorm = float(np.abs(grad(res.x)).max())
+    return {
+        "ok": gnorm <= GTOL,
+        "nit": res.nit,
+        "nfev": res.nfev,
+        "nhev": getattr(res, "nhev", 0),
+        "seconds": seconds,
+        "gnorm": gnorm,
+    }
+
+
+def _ours(problem: Problem, method: str) -> dict[str, float]:
+    start = time.perf_counter()
+    res = minimize(problem.fun, problem.x0, method=method, tol=GTOL, max_iter=20_000)
+    seconds = time.perf_counter() - start
+    return {
+        "ok": res.success,
+        "nit": res.nit,
+        "nfev": res.nfev,
+        "nhev": res.nhev,
+        "seconds": seconds,
+        "gnorm": res.grad_norm,
+    }
+
+
+def _torch_lbfgs(problem: Problem) -> dict[str, float]:
+    x = problem.x0.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS(
+        [x],
+        lr=1,
+        max_iter=20_000,
+        max_eval=25_000,
+        history_size=10,
+        tolerance_grad=GTOL,
+        tolerance_change=0.0,
+        line_search_fn="strong_wolfe",
+    )
+    calls = [0]
+
+    def closure() -> Tensor:
+        calls[0] += 1
+        optimizer.zero_grad()
+        loss = problem.fun(x)
+        loss.backward()
+        return loss
+
+    start = time.perf_counter()
+    optimizer.step(closure)
+    seconds = time.perf_counter() - start
+    gnorm = float(x.grad.abs().max()) if x.grad is not None else float("nan")
+    nit = optimizer.state[x].get("n_iter", 0)
+    return {
+        "ok": gnorm <= GTOL,
+        "nit": nit,
+        "nfev": calls[0],
+        "nhev": 0,
+        "seconds": seconds,
+        "gnorm": gnorm,
+    }
+
+
+def _median_seconds(call: Callable[[], object], repeats: int = 30) -> float:
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def hvp_costs(problem: Problem) -> dict[str, float]:
+    """Seconds of one f+∇f, and one Hv by each route, relative to f+∇f."""
+    objective = FunctionObjective(problem.fun, problem.x0.shape)
+    x = problem.x0 + 0.01
+    v = torch.ones_like(x)
+    fg = _median_seconds(lambda: objective.evaluate(x))
+    at = objective.evaluate(x, create_graph=True)
+    assert at.hvp is not None
+    reuse = _median_seconds(lambda: at.hvp(v))  # type: ignore[misc]
+
+    def scratch() -> Tensor:
+        t = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(problem.fun(t), t, create_graph=True)
+        return torch.autograd.grad(g, t, v)[0]
+
+    from torch.func import grad as fgrad
+    from torch.func import jvp
+
+    def forward_over_reverse() -> Tensor:
+        return jvp(fgrad(problem.fun), (x,), (v,))[1]
+
+    return {
+        "f+grad": fg,
+        "hv (graph reused)": reuse / fg,
+        "hv (graph rebuilt)": _median_seconds(scratch) / fg,
+        "hv (torch.func jvp∘grad)": _median_seconds(forward_over_reverse) / fg,
+    }
+
+
+def overhead_per_iteration(problem: Problem, method: str) -> float:
+    """(total time − nfev × time of one f+∇f evaluation) / iterations, in seconds."""
+    objective = FunctionObjective(problem.fun, problem.x0.shape)
+    one = _median_seconds(lambda: objective.evaluate(problem.x0))
+    runs = [_ours(problem, method) for _ in range(3)]
+    best = min(runs, key=lambda r: r["seconds"])
+    return (best["seconds"] - best["nfev"] * one) / max(best["nit"], 1)
+
+
+@benchmark("optim", "Newton-CG, CG, BFGS, L-BFGS vs scipy.optimize and torch.optim.LBFGS")
+def optim_benchmark(repeats: int) -> BenchReport:
+    rows = [
+        f"{'problem':<16}{'method':<11}{'ok':>4}{'nit':>7}{'nfev':>7}{'nhev':>7}{'ms':>10}"
+        f"   | {'scipy ok':>8}{'nit':>7}{'nfev':>7}{'ms':>10}   nfev ratio"
+    ]
+    ratios: dict[str, list[float]] = {m: [] for m, _ in PAIRS}
+    converge_gaps = []
+    lbfgs_vs_torch = []
+    timings = []
+    for problem in problems():
+        n = problem.x0.numel()
+        for ours, theirs in PAIRS:
+            if ours == "bfgs" and n > 2000:
+                continue
+            ours_run = min(
+                (_ours(problem, ours) for _ in range(repeats)), key=lambda r: r["seconds"]
+            )
+            skip_scipy = theirs == "BFGS" and n >= 1000  # O(n³) per iteration: minutes
+            ref = None if skip_scipy else _scipy(problem, theirs)
+            ratio = ours_run["nfev"] / ref["nfev"] if ref and ref["nfev"] else float("nan")
+            if ref and ref["ok"]:
+                ratios[ours].append(ratio)
+                if not ours_run["ok"]:
+                    converge_gaps.append(f"{ours} on {problem.name}")
+            scipy_text = (
+                "   | skipped (scipy BFGS is O(n³) per iteration)"
+                if ref is None
+                else f"   | {ref['ok']!s:>8}{ref['nit']:>7}{ref['nfev']:>7}"
+                f"{ref['seconds'] * 1e3:>10.1f}   {ratio:.2f}"
+            )
+            rows.append(
+                f"{problem.name:<16}{ours:<11}{ours_run['ok']!s:>4}{ours_run['nit']:>7}"
+                f"{ours_run['nfev']:>7}{ours_run['nhev']:>7}"
+                f"{ours_run['seconds'] * 1e3:>10.1f}{scipy_text}"
+            )
+            if ours == "lbfgs":
+                torch_run = min(
+                    (_torch_lbfgs(problem) for _ in range(repeats)), key=lambda r: r["seconds"]
+                )
+                lbfgs_vs_torch.append(ours_run["seconds"] / torch_run["seconds"])
+                rows.append(
+                    f"{'':<16}{'torch.optim.LBFGS':<22}ok {torch_run['ok']!s:<5} nit "
+                    f"{torch_run['nit']:<5} nfev {torch_run['nfev']:<6} "
+                    f"{torch_run['seconds'] * 1e3:.1f} ms   (dlopt/torch time "
+                    f"{lbfgs_vs_torch[-1]:.2f})"
+                )
+                timings.append(Timing(f"L-BFGS {problem.name}", [ours_run["seconds"]]))
+    notes = ["", "fun+grad evaluations, dlopt / scipy, where scipy converged:"]
+    for method, values in ratios.items():
+        if values:
+            notes.append(
+                f"  {method:<10} median {statistics.median(values):.2f}, max "
+                f"{max(values):.2f} over {len(values)} problems"
+            )
+    notes.append(f"dlopt failed where scipy converged: {converge_gaps or 'nowhere'}")
+    notes.append(
+        f"L-BFGS wall time, dlopt / torch.optim.LBFGS: median "
+        f"{statistics.median(lbfgs_vs_torch):.2f}, max {max(lbfgs_vs_torch):.2f}"
+    )
+    by_name = {p.name: p for p in problems()}
+    for name in ("logreg-digits", "mlp-64-32-10"):
+        costs = hvp_costs(by_name[name])
+        notes.append(
+            f"Hv cost on {name} (one f+∇f = {costs.pop('f+grad') * 1e3:.2f} ms): "
+            + ", ".join(f"{k} {v:.2f}×" for k, v in costs.items())
+        )
+    for name in ("rosenbrock-100", "rosenbrock-10000", "logreg-digits"):
+        parts = [
+            f"{m} {overhead_per_iteration(by_name[name], m) * 1e6:.0f} µs" for m in ("lbfgs", "cg")
+        ]
+        notes.append(
+            f"optimizer time per iteration, objective excluded, {name}: " + ", ".join(parts)
+        )
+    bfgs = _ours(by_name["rosenbrock-1000"], "bfgs")
+    notes.append(
+        f"BFGS on extended Rosenbrock n=1000: {bfgs['seconds'] * 1e3:.0f} ms total, "
+        f"{bfgs['nit']} iterations, converged {bfgs['ok']}"
+    )
+    return BenchReport(
+        "Second-order optimizers vs scipy.optimize (float64, ‖∇f‖∞ ≤ 1e-5)",
+        "run",
+        timings,
+        baseline=timings[0].name,
+        notes=rows + notes,
+    )

@@ -1,0 +1,142 @@
+"""The torch.optim classes: same solver as minimize(), state_dict round trips, param groups."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from dlopt.optim import BFGS, LBFGS, Newton, NewtonCG, NonlinearCG, Status, minimize
+from dlopt.train import Trainer
+
+from .problems import extended_rosenbrock, rosenbrock_x0
+
+CLASSES = {"lbfgs": LBFGS, "bfgs": BFGS, "cg": NonlinearCG, "newton-cg": NewtonCG, "newton": Newton}
+
+
+def _closure(params, optimizer):
+    def closure():
+        optimizer.zero_grad()
+        loss = extended_rosenbrock(torch.cat([p.reshape(-1) for p in params]))
+        if optimizer.closure_backward:
+            loss.backward()
+        return loss
+
+    return closure
+
+
+def _params(groups=1):
+    x0 = torch.tensor(rosenbrock_x0(10))
+    pieces = x0.split([4, 6]) if groups == 2 else (x0,)
+    return [nn.Parameter(p.clone()) for p in pieces]
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_a_step_runs_the_same_solver_as_minimize(name):
+    params = _params()
+    optimizer = CLASSES[name](params, max_iter=500, tol=1e-5)
+    loss = optimizer.step(_closure(params, optimizer))
+    expected = minimize(extended_rosenbrock, torch.tensor(rosenbrock_x0(10)), method=name)
+    assert optimizer.status is Status.CONVERGED
+    torch.testing.assert_close(params[0].detach(), expected.x, rtol=0, atol=1e-12)
+    assert float(loss) == pytest.approx(expected.fun)  # the loss at the *final* point
+    state = optimizer.state_dict()["state"][0]
+    assert state["nfev"] == expected.nfev and state["grad_norm"] <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["lbfgs", "bfgs", "cg"])
+def test_state_dict_round_trip_continues_exactly(name):
+    """Interrupted after 2 steps of 5 iterations, reloaded (weights_only) into a fresh optimizer,
+    the run ends where the uninterrupted one does."""
+
+    def run(split):
+        params = _params()
+        optimizer = CLASSES[name](params, max_iter=5)
+        for k in range(6):
+            if split and k == 2:
+                buffer = io.BytesIO()
+                torch.save(
+                    {
+                        "params": [p.detach().clone() for p in params],
+                        "optimizer": optimizer.state_dict(),
+                    },
+                    buffer,
+                )
+                buffer.seek(0)
+                saved = torch.load(buffer, weights_only=True)
+                params = [nn.Parameter(p) for p in saved["params"]]
+                optimizer = CLASSES[name](params, max_iter=5)
+                optimizer.load_state_dict(saved["optimizer"])
+            optimizer.step(_closure(params, optimizer))
+        return params[0].detach()
+
+    assert torch.equal(run(False), run(True))
+
+
+def test_several_param_groups_act_as_one_vector():
+    single, double = _params(1), _params(2)
+    a = LBFGS(single, max_iter=200)
+    b = LBFGS([{"params": [double[0]]}, {"params": [double[1]]}], max_iter=200)
+    a.step(_closure(single, a))
+    b.step(_closure(double, b))
+    torch.testing.assert_close(
+        torch.cat([p.detach() for p in double]), single[0].detach(), rtol=0, atol=1e-12
+    )
+    with pytest.raises(ValueError, match="share its options"):
+        LBFGS([{"params": [double[0]], "lr": 1.0}, {"params": [double[1]], "lr": 0.5}])
+
+
+def test_arguments_are_checked():
+    params = _params()
+    with pytest.raises(TypeError, match="history_size"):
+        LBFGS(params, history_size=2.5)
+    with pytest.raises(ValueError, match="beta"):
+        NonlinearCG(params, beta="dy")
+    with pytest.raises(ValueError, match="L-BFGS"):
+        BFGS([nn.Parameter(torch.zeros(20_000))])
+    with pytest.raises(ValueError, match="closure"):
+        LBFGS(params).step(None)  # type: ignore[arg-type]
+
+
+def test_newton_needs_a_closure_without_backward():
+    params = _params()
+    optimizer = NewtonCG(params)
+
+    def closure():
+        loss = extended_rosenbrock(params[0])
+        loss.backward()
+        return loss
+
+    with pytest.raises(ValueError, match="without calling backward"):
+        optimizer.step(closure)
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_the_trainer_drives_every_class_full_batch(name):
+    from dlopt.data import load_bundled, split_dataset
+    from dlopt.nn import mlp
+
+    splits = split_dataset(load_bundled("wine"), seed=0)
+    torch.manual_seed(0)
+    model = mlp(13, 3, (8,), activation="tanh").double()
+    optimizer = CLASSES[name](model.parameters(), max_iter=10)
+    trainer = Trainer(model, optimizer, max_epochs=4, batch_size=1000)
+    state = trainer.fit(splits.train, splits.val)
+    assert state.history[-1]["loss"] < state.history[0]["loss"] or state.history[0]["loss"] < 1e-6
+    assert trainer.evaluate(splits.test)["accuracy"] > 0.85
+
+
+def test_mini_batch_lbfgs_keeps_its_memory_across_steps():
+    from dlopt.data import load_bundled, split_dataset
+    from dlopt.nn import mlp
+
+    splits = split_dataset(load_bundled("digits"), seed=0)
+    torch.manual_seed(0)
+    model = mlp(64, 10, (32,), activation="tanh")
+    optimizer = LBFGS(model.parameters(), max_iter=3, tol=1e-5)
+    trainer = Trainer(model, optimizer, max_epochs=2, batch_size=256)
+    trainer.fit(splits.train, splits.val)
+    assert optimizer.state_dict()["state"][0]["memory"]["nit"] > 6
+    assert trainer.evaluate(splits.test)["accuracy"] > 0.85
