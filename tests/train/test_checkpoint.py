@@ -18,10 +18,16 @@ from .helpers import digits_small, stochastic_model
 def _trained_checkpoint(folder, optimizer="adam"):
     splits = digits_small(128)
     model = stochastic_model()
+    from dlopt import optim
+
     opt = {
         "adam": lambda: torch.optim.Adam(model.parameters(), 1e-3),
         "sgd": lambda: torch.optim.SGD(model.parameters(), 0.1, momentum=0.9),
         "lbfgs": lambda: torch.optim.LBFGS(model.parameters()),
+        "dlopt-lbfgs": lambda: optim.LBFGS(model.parameters(), max_iter=3),
+        "dlopt-bfgs": lambda: optim.BFGS(model.parameters(), max_iter=3),
+        "dlopt-cg": lambda: optim.NonlinearCG(model.parameters(), max_iter=3),
+        "dlopt-newton-cg": lambda: optim.NewtonCG(model.parameters(), max_iter=2, max_cg=5),
     }[optimizer]()
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
     trainer = Trainer(
@@ -36,9 +42,13 @@ def _trained_checkpoint(folder, optimizer="adam"):
     return trainer
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd", "lbfgs"])
+@pytest.mark.parametrize(
+    "optimizer",
+    ["adam", "sgd", "lbfgs", "dlopt-lbfgs", "dlopt-bfgs", "dlopt-cg", "dlopt-newton-cg"],
+)
 def test_every_checkpoint_kind_reloads_weights_only_without_safe_globals(tmp_path, optimizer):
-    """S3: trainer checkpoints (with optimizer, scheduler, early stopping) and best.pt."""
+    """S3: trainer checkpoints (with optimizer — dlopt's second-order ones too — scheduler and
+    early stopping) and best.pt."""
     _trained_checkpoint(tmp_path, optimizer)
     for name in ("checkpoint.pt", "checkpoint.prev.pt", "best.pt"):
         payload = torch.load(tmp_path / name, weights_only=True)

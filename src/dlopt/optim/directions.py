@@ -192,10 +192,12 @@ class LBFGS(Method):
 
     H g = γg + [S  γY] M [Sᵀg; γYᵀg],  M = [[R⁻ᵀ(D + γYᵀY)R⁻¹, −R⁻ᵀ], [−R⁻¹, 0]],
 
-    with S, Y the last m pairs (columns in time order), R the upper triangle of SᵀY, D its
-    diagonal and γ = sᵀy/yᵀy of the newest pair. Equal to the two-loop recursion, but ~10
-    tensor operations whatever m is and no host read: the ring buffers S, Y (m × n) and the
-    small products SᵀY, YᵀY are updated in place.
+    with S, Y the last m pairs, R the upper triangle of SᵀY in time order, D its diagonal and
+    γ = sᵀy/yᵀy of the newest pair. Equal to the two-loop recursion, but a fixed ~15 tensor
+    operations whatever m is, and no host read. The pairs live in ring buffers S, Y (m × n) with
+    the small products SᵀY and YᵀY updated in place; time order is a per-slot stamp on the device,
+    so "upper triangle in time order" is SᵀY masked by stamp(i) ≤ stamp(j) (unused slots act as
+    the identity) and one m×m solve replaces gathers and triangular solves.
     """
 
     name = "lbfgs"
@@ -209,47 +211,48 @@ class LBFGS(Method):
         self.Y: Tensor | None = None
         self.SY: Tensor | None = None  # SY[i, j] = s_i·y_j (ring slots)
         self.YY: Tensor | None = None
-        self.order: list[int] = []  # ring slots, oldest first
+        self.stamp: Tensor | None = None  # insertion count per slot; −1 = unused
         self.gamma: Tensor | None = None  # sᵀy/yᵀy of the newest pair, on the device
-        self._index: Tensor | None = None
+        self.count = 0
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
         if not info.curvature_ok:
             return
         if self.S is None:
             n, m = s.numel(), self.m
-            self.S = s.new_zeros(m, n)
-            self.Y = s.new_zeros(m, n)
-            self.SY = s.new_zeros(m, m)
-            self.YY = s.new_zeros(m, m)
+            self.S, self.Y = s.new_zeros(m, n), s.new_zeros(m, n)
+            self.SY, self.YY = s.new_zeros(m, m), s.new_zeros(m, m)
+            self.stamp = torch.full((m,), -1.0, dtype=s.dtype, device=s.device)
         assert self.Y is not None and self.SY is not None and self.YY is not None
-        slot = self.order.pop(0) if len(self.order) == self.m else len(self.order)
-        self.order.append(slot)
+        assert self.stamp is not None
+        slot = self.count % self.m
         self.S[slot], self.Y[slot] = s, y
         self.SY[:, slot] = self.S @ y
         self.SY[slot, :] = self.Y @ s
-        self.YY[:, slot] = self.Y @ y
-        self.YY[slot, :] = self.YY[:, slot]
-        self.gamma = self.SY[slot, slot] / self.YY[slot, slot]
-        self._index = torch.tensor(self.order, device=s.device)
+        column = self.Y @ y
+        self.YY[:, slot] = column
+        self.YY[slot, :] = column
+        self.stamp[slot] = self.count  # a Python number written into a tensor: no host read
+        self.gamma = self.SY[slot, slot] / column[slot]
+        self.count += 1
 
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
-        if self.S is None or self._index is None or self.gamma is None:
+        if self.S is None or self.gamma is None:
             return -g, -gg
         assert self.Y is not None and self.SY is not None and self.YY is not None
-        idx, gamma = self._index, self.gamma
-        a = (self.S @ g)[idx]  # Sᵀg, oldest first
-        b = gamma * (self.Y @ g)[idx]  # γYᵀg
-        SY = self.SY[idx][:, idx]
-        R = SY.triu()
-        u = torch.linalg.solve_triangular(R, a[:, None], upper=True)  # R⁻¹a
-        rhs = (torch.diag(SY)[:, None] * u + gamma * (self.YY[idx][:, idx] @ u)) - b[:, None]
-        top = torch.linalg.solve_triangular(R.T, rhs, upper=False)[:, 0]  # R⁻ᵀ((D+γYᵀY)u − b)
-        c_s = g.new_zeros(self.m).index_copy_(0, idx, top)
-        c_y = g.new_zeros(self.m).index_copy_(
-            0, idx, -gamma * u[:, 0]
-        )  # no host read: γ is a tensor
-        return -(gamma * g + c_s @ self.S + c_y @ self.Y), None
+        assert self.stamp is not None
+        gamma, stamp = self.gamma, self.stamp
+        used = stamp >= 0
+        # R: SᵀY where slot i is not newer than slot j; unused slots become rows of I
+        order = (stamp[:, None] <= stamp[None, :]) & used[:, None] & used[None, :]
+        eye = torch.diag(~used).to(g.dtype)
+        R = self.SY * order + eye
+        a = self.S @ g  # Sᵀg (zero rows for unused slots)
+        b = gamma * (self.Y @ g)  # γYᵀg
+        u = torch.linalg.solve(R, a)  # R⁻¹a
+        rhs = torch.diagonal(self.SY) * u + gamma * (self.YY @ u) - b
+        top = torch.linalg.solve(R.T, rhs)  # R⁻ᵀ((D + γYᵀY)u − b)
+        return -(gamma * g + top @ self.S - (gamma * u) @ self.Y), None
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -257,15 +260,11 @@ class LBFGS(Method):
             "Y": self.Y,
             "SY": self.SY,
             "YY": self.YY,
-            "order": list(self.order),
+            "stamp": self.stamp,
             "gamma": self.gamma,
+            "count": self.count,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.S, self.Y, self.SY, self.YY = state["S"], state["Y"], state["SY"], state["YY"]
-        self.order, self.gamma = [int(i) for i in state["order"]], state["gamma"]
-        self._index = (
-            torch.tensor(self.order, device=self.S.device)
-            if self.S is not None and self.order
-            else None
-        )
+        self.stamp, self.gamma, self.count = state["stamp"], state["gamma"], int(state["count"])
