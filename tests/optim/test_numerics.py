@@ -122,3 +122,19 @@ def test_host_synchronisations_per_iteration(method, monkeypatch):
     monkeypatch.undo()
     assert result.success
     assert counter.count / result.nit <= 3.0, counter.count / result.nit
+
+
+@pytest.mark.parametrize("method", ["gd", "cg", "bfgs", "lbfgs"])
+def test_tolerances_below_the_rounding_of_f_are_still_reached(method):
+    """With f ≈ 1e4 the Armijo decrease near the optimum is below f's rounding; the approximate
+    Wolfe test (slope decides, decrease within a few ulps) still converges."""
+    from .problems import extended_rosenbrock, rosenbrock_x0
+
+    result = minimize(
+        lambda x: 1e4 + extended_rosenbrock(x),
+        torch.tensor(rosenbrock_x0(10)),
+        method=method,
+        tol=1e-7,
+        max_iter=50_000,
+    )
+    assert result.success, (method, result.message, result.grad_norm)

@@ -193,11 +193,11 @@ class LBFGS(Method):
     H g = γg + [S  γY] M [Sᵀg; γYᵀg],  M = [[R⁻ᵀ(D + γYᵀY)R⁻¹, −R⁻ᵀ], [−R⁻¹, 0]],
 
     with S, Y the last m pairs, R the upper triangle of SᵀY in time order, D its diagonal and
-    γ = sᵀy/yᵀy of the newest pair. Equal to the two-loop recursion, but a fixed ~15 tensor
-    operations whatever m is, and no host read. The pairs live in ring buffers S, Y (m × n) with
-    the small products SᵀY and YᵀY updated in place; time order is a per-slot stamp on the device,
-    so "upper triangle in time order" is SᵀY masked by stamp(i) ≤ stamp(j) (unused slots act as
-    the identity) and one m×m solve replaces gathers and triangular solves.
+    γ = sᵀy/yᵀy of the newest pair. Equal to the two-loop recursion, but ~20 tensor operations
+    whatever m is and no host read. The pairs live in ring buffers S, Y (m × n); the small
+    products are kept in time order (unused slots first, as rows of the identity), so each
+    direction costs two m-vector matrix products, two m×m triangular solves and two products
+    back — the time-order permutation is an index computed on the device.
     """
 
     name = "lbfgs"
@@ -209,50 +209,63 @@ class LBFGS(Method):
     def reset(self) -> None:
         self.S: Tensor | None = None
         self.Y: Tensor | None = None
-        self.SY: Tensor | None = None  # SY[i, j] = s_i·y_j (ring slots)
+        self.SY: Tensor | None = None  # SY[i, j] = s_i·y_j, ring slots
         self.YY: Tensor | None = None
-        self.stamp: Tensor | None = None  # insertion count per slot; −1 = unused
+        self.R: Tensor | None = None  # upper triangle of SᵀY, time order (identity if unused)
+        self.D: Tensor | None = None  # its diagonal, time order
+        self.YYt: Tensor | None = None  # YᵀY, time order
+        self.perm: Tensor | None = None  # time position → ring slot
         self.gamma: Tensor | None = None  # sᵀy/yᵀy of the newest pair, on the device
         self.count = 0
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
         if not info.curvature_ok:
             return
+        m = self.m
         if self.S is None:
-            n, m = s.numel(), self.m
+            n = s.numel()
             self.S, self.Y = s.new_zeros(m, n), s.new_zeros(m, n)
             self.SY, self.YY = s.new_zeros(m, m), s.new_zeros(m, m)
-            self.stamp = torch.full((m,), -1.0, dtype=s.dtype, device=s.device)
+            self._arange = torch.arange(m, device=s.device)
         assert self.Y is not None and self.SY is not None and self.YY is not None
-        assert self.stamp is not None
-        slot = self.count % self.m
+        slot = self.count % m
         self.S[slot], self.Y[slot] = s, y
         self.SY[:, slot] = self.S @ y
         self.SY[slot, :] = self.Y @ s
         column = self.Y @ y
-        self.YY[:, slot] = column
-        self.YY[slot, :] = column
-        self.stamp[slot] = self.count  # a Python number written into a tensor: no host read
+        self.YY[:, slot], self.YY[slot, :] = column, column
         self.gamma = self.SY[slot, slot] / column[slot]
         self.count += 1
+        # time position p holds ring slot (count + p) mod m: the oldest first, the newest last
+        perm = torch.remainder(self._arange + self.count, m)
+        SYt = self.SY[perm][:, perm]
+        self.YYt = self.YY[perm][:, perm]
+        unused = m - min(self.count, m)  # the first `unused` positions hold no pair yet
+        self.R = SYt.triu()
+        self.D = SYt.diagonal().clone()
+        if unused:
+            self.R[:unused] = 0
+            self.R[:, :unused] = 0
+            self.R[range(unused), range(unused)] = 1.0
+            self.D[:unused] = 0
+            self.YYt[:unused] = 0
+            self.YYt[:, :unused] = 0
+        self.perm = perm
 
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
-        if self.S is None or self.gamma is None:
+        if self.S is None or self.gamma is None or self.R is None:
             return -g, -gg
-        assert self.Y is not None and self.SY is not None and self.YY is not None
-        assert self.stamp is not None
-        gamma, stamp = self.gamma, self.stamp
-        used = stamp >= 0
-        # R: SᵀY where slot i is not newer than slot j; unused slots become rows of I
-        order = (stamp[:, None] <= stamp[None, :]) & used[:, None] & used[None, :]
-        eye = torch.diag(~used).to(g.dtype)
-        R = self.SY * order + eye
-        a = self.S @ g  # Sᵀg (zero rows for unused slots)
-        b = gamma * (self.Y @ g)  # γYᵀg
-        u = torch.linalg.solve(R, a)  # R⁻¹a
-        rhs = torch.diagonal(self.SY) * u + gamma * (self.YY @ u) - b
-        top = torch.linalg.solve(R.T, rhs)  # R⁻ᵀ((D + γYᵀY)u − b)
-        return -(gamma * g + top @ self.S - (gamma * u) @ self.Y), None
+        assert self.Y is not None and self.D is not None and self.YYt is not None
+        assert self.perm is not None
+        gamma, perm = self.gamma, self.perm
+        a = (self.S @ g)[perm][:, None]  # Sᵀg, time order (zero for unused slots)
+        b = gamma * (self.Y @ g)[perm][:, None]  # γYᵀg
+        u = torch.linalg.solve_triangular(self.R, a, upper=True)  # R⁻¹a
+        rhs = self.D[:, None] * u + gamma * (self.YYt @ u) - b
+        top = torch.linalg.solve_triangular(self.R.T, rhs, upper=False)  # R⁻ᵀ((D+γYᵀY)u − b)
+        c_s = torch.empty_like(top[:, 0]).index_copy_(0, perm, top[:, 0])  # back to ring slots
+        c_y = torch.empty_like(c_s).index_copy_(0, perm, u[:, 0])
+        return -(gamma * g + c_s @ self.S - (gamma * c_y) @ self.Y), None
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -260,11 +273,19 @@ class LBFGS(Method):
             "Y": self.Y,
             "SY": self.SY,
             "YY": self.YY,
-            "stamp": self.stamp,
+            "R": self.R,
+            "D": self.D,
+            "YYt": self.YYt,
+            "perm": self.perm,
             "gamma": self.gamma,
             "count": self.count,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.S, self.Y, self.SY, self.YY = state["S"], state["Y"], state["SY"], state["YY"]
-        self.stamp, self.gamma, self.count = state["stamp"], state["gamma"], int(state["count"])
+        self.R, self.D, self.YYt = state["R"], state["D"], state["YYt"]
+        # torch.optim's load_state_dict casts state tensors to the parameters' dtype
+        self.perm = None if state["perm"] is None else state["perm"].long()
+        self.gamma, self.count = state["gamma"], int(state["count"])
+        if self.S is not None:
+            self._arange = torch.arange(self.m, device=self.S.device)

@@ -77,8 +77,14 @@ def strong_wolfe(
     max_ls: int = 25,
     tolerance_change: float = 1e-10,
 ) -> LineSearchResult:
-    """Find t > 0 meeting the strong Wolfe conditions along a descent direction (φ'(0) < 0)."""
+    """Find t > 0 meeting the strong Wolfe conditions along a descent direction (φ'(0) < 0).
+
+    Near a minimizer the decrease c₁·t·φ'(0) falls below the rounding of f; then, as in
+    Hager–Zhang's approximate Wolfe conditions, sufficient decrease may miss by a few ulps of
+    |f(0)| while the slope condition, which stays reliable, decides.
+    """
     f0, gtd0 = start.f, start.gtd
+    slack = 4 * 2.0**-52 * abs(f0) if math.isfinite(f0) else 0.0  # float64 rounding of f
     prev, evals = start, 0
     lo = hi = None
     t = step
@@ -88,7 +94,7 @@ def strong_wolfe(
         if not new.finite:
             lo, hi = prev, Point(t, math.inf, math.nan, None, math.nan)
             break
-        if new.f > f0 + c1 * t * gtd0 or (evals > 1 and new.f >= prev.f):
+        if new.f > f0 + c1 * t * gtd0 + slack or (evals > 1 and new.f >= prev.f + slack):
             lo, hi = prev, new
             break
         if abs(new.gtd) <= -c2 * gtd0:
@@ -124,7 +130,7 @@ def strong_wolfe(
         if not new.finite:
             hi = Point(t, math.inf, math.nan, None, math.nan)
             continue
-        if new.f > f0 + c1 * t * gtd0 or new.f >= lo.f:
+        if new.f > f0 + c1 * t * gtd0 + slack or new.f >= lo.f + slack:
             hi = new
         else:
             if abs(new.gtd) <= -c2 * gtd0:
