@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from dlopt.errors import DloptError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
@@ -67,3 +69,19 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_input(
+    path: Path, error: type[DloptError], *, kind: str, max_bytes: int | None = None
+) -> bytes:
+    """Read a user's file whole; every failure is an `error` naming the file (one line)."""
+    try:
+        if max_bytes is not None and (size := path.stat().st_size) > max_bytes:
+            raise error(f"{size} bytes; a {kind} may hold at most {max_bytes}", source=path)
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error("no such file", source=path) from None
+    except IsADirectoryError:
+        raise error(f"is a folder, not a {kind}", source=path) from None
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror or exc}", source=path) from None

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dlopt._io import read_input
 from dlopt._validation import did_you_mean
 from dlopt.errors import ConfigError
 from dlopt.nn.activations import activation_names
@@ -173,19 +174,7 @@ def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if path.suffix.lower() != ".toml":
         raise ConfigError("a config must be a TOML file (.toml)", source=path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"{size} bytes; a config may hold at most {MAX_CONFIG_BYTES}", source=path
-            )
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError("no such file", source=path) from None
-    except IsADirectoryError:
-        raise ConfigError("is a folder, not a config file", source=path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from None
+    raw = read_input(path, ConfigError, kind="config file", max_bytes=MAX_CONFIG_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlopt._io import read_input
 from dlopt._validation import did_you_mean
 from dlopt.data.dataset import Dataset, make_dataset
 from dlopt.errors import DataError
@@ -27,15 +28,8 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 _CIFAR_RECORD = 1 + 3 * 32 * 32
 
 
-def _open_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("no such file", source=path) from None
-    except IsADirectoryError:
-        raise DataError("is a folder, not a data file", source=path) from None
-    except OSError as exc:
-        raise DataError(f"cannot read: {exc.strerror or exc}", source=path) from None
+def _open_bytes(path: Path, max_bytes: int | None = None) -> bytes:
+    return read_input(path, DataError, kind="data file", max_bytes=max_bytes)
 
 
 def read_csv(path: str | Path, label: str | None = None, *, name: str | None = None) -> Dataset:
@@ -45,9 +39,7 @@ def read_csv(path: str | Path, label: str | None = None, *, name: str | None = N
     classification set, others a regression set.
     """
     path = Path(path)
-    raw = _open_bytes(path)
-    if len(raw) > MAX_CSV_BYTES:
-        raise DataError(f"larger than {MAX_CSV_BYTES >> 20} MiB", source=path)
+    raw = _open_bytes(path, MAX_CSV_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
