@@ -27,8 +27,6 @@ from dlopt.optim.objective import ClosureObjective
 from dlopt.optim.result import Status
 from dlopt.optim.solver import Memory, Solver
 
-_SHARED = ("lr", "max_iter", "tol", "line_search")
-
 
 class _SecondOrder(torch.optim.Optimizer):
     """Shared machinery; subclasses say which method and which options they take."""
@@ -97,7 +95,6 @@ class _SecondOrder(torch.optim.Optimizer):
             "nit": memory.nit,
             "f_prev": memory.f_prev,
             "since_reset": memory.since_reset,
-            "extra": {},
         }
         state["status"] = status.name
         state["nfev"] = state.get("nfev", 0) + objective.nfev

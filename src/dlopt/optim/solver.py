@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -41,7 +40,6 @@ class Memory:
     nit: int = 0
     f_prev: float = math.nan
     since_reset: int = 0  # iterations since the method's memory was last reset
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Solver:
