@@ -164,7 +164,7 @@ def batchnorm_claim(ctx: Context) -> Outcome:
     axes[1].set(xlabel="learning rate", ylabel="test accuracy", title="4×128 ReLU, SGD+momentum")
     axes[2].set(xlabel="epoch", ylabel="validation accuracy", title="10-layer sigmoid MLP")
     axes[3].bar(range(3), list(reg.values()), color=["grey", "tab:blue", "tab:orange"])
-    axes[3].set_xticks(range(3), list(reg), fontsize=7)
+    axes[3].set_xticks(range(3), list(reg), fontsize=7, rotation=12)
     axes[3].set(
         ylim=(min(reg.values()) - 0.05, 1.0),
         ylabel="test accuracy",
