@@ -197,7 +197,7 @@ class LBFGS(Method):
     whatever m is and no host read. The pairs live in ring buffers S, Y (m × n); the small
     products are kept in time order (unused slots first, as rows of the identity), so each
     direction costs two m-vector matrix products, two m×m triangular solves and two products
-    back — the time-order permutation is an index computed on the device.
+    back — the time order is a rotation of the ring, so it costs one roll per vector.
     """
 
     name = "lbfgs"
@@ -214,7 +214,7 @@ class LBFGS(Method):
         self.R: Tensor | None = None  # upper triangle of SᵀY, time order (identity if unused)
         self.D: Tensor | None = None  # its diagonal, time order
         self.YYt: Tensor | None = None  # YᵀY, time order
-        self.perm: Tensor | None = None  # time position → ring slot
+        self.shift = 0  # the roll taking ring slots to time order
         self.gamma: Tensor | None = None  # sᵀy/yᵀy of the newest pair, on the device
         self.count = 0
 
@@ -226,7 +226,6 @@ class LBFGS(Method):
             n = s.numel()
             self.S, self.Y = s.new_zeros(m, n), s.new_zeros(m, n)
             self.SY, self.YY = s.new_zeros(m, m), s.new_zeros(m, m)
-            self._arange = torch.arange(m, device=s.device)
         assert self.Y is not None and self.SY is not None and self.YY is not None
         slot = self.count % m
         self.S[slot], self.Y[slot] = s, y
@@ -236,36 +235,36 @@ class LBFGS(Method):
         self.YY[:, slot], self.YY[slot, :] = column, column
         self.gamma = self.SY[slot, slot] / column[slot]
         self.count += 1
-        # time position p holds ring slot (count + p) mod m: the oldest first, the newest last
-        perm = torch.remainder(self._arange + self.count, m)
-        SYt = self.SY[perm][:, perm]
-        self.YYt = self.YY[perm][:, perm]
+        # time position p holds ring slot (count + p) mod m: a rotation by −(count mod m)
+        shift = -(self.count % m)
+        SYt = torch.roll(self.SY, (shift, shift), (0, 1))
+        self.YYt = torch.roll(self.YY, (shift, shift), (0, 1))
         unused = m - min(self.count, m)  # the first `unused` positions hold no pair yet
         self.R = SYt.triu()
-        self.D = SYt.diagonal().clone()
+        self.D = SYt.diagonal()
         if unused:
+            self.D = self.D.clone()
             self.R[:unused] = 0
             self.R[:, :unused] = 0
             self.R[range(unused), range(unused)] = 1.0
             self.D[:unused] = 0
             self.YYt[:unused] = 0
             self.YYt[:, :unused] = 0
-        self.perm = perm
+        self.shift = shift
 
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
         if self.S is None or self.gamma is None or self.R is None:
             return -g, -gg
         assert self.Y is not None and self.D is not None and self.YYt is not None
-        assert self.perm is not None
-        gamma, perm = self.gamma, self.perm
-        a = (self.S @ g)[perm][:, None]  # Sᵀg, time order (zero for unused slots)
-        b = gamma * (self.Y @ g)[perm][:, None]  # γYᵀg
+        gamma, shift = self.gamma, self.shift
+        a = torch.roll(self.S @ g, shift)[:, None]  # Sᵀg, time order (zero for unused slots)
+        b = gamma * torch.roll(self.Y @ g, shift)[:, None]  # γYᵀg
         u = torch.linalg.solve_triangular(self.R, a, upper=True)  # R⁻¹a
         rhs = self.D[:, None] * u + gamma * (self.YYt @ u) - b
         top = torch.linalg.solve_triangular(self.R.T, rhs, upper=False)  # R⁻ᵀ((D+γYᵀY)u − b)
-        c_s = torch.empty_like(top[:, 0]).index_copy_(0, perm, top[:, 0])  # back to ring slots
-        c_y = torch.empty_like(c_s).index_copy_(0, perm, u[:, 0])
-        return -(gamma * g + c_s @ self.S - (gamma * c_y) @ self.Y), None
+        c_s = torch.roll(top[:, 0], -shift)  # back to ring slots
+        c_y = torch.roll(u[:, 0], -shift) * gamma
+        return -(gamma * g + c_s @ self.S - c_y @ self.Y), None
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -276,7 +275,7 @@ class LBFGS(Method):
             "R": self.R,
             "D": self.D,
             "YYt": self.YYt,
-            "perm": self.perm,
+            "shift": self.shift,
             "gamma": self.gamma,
             "count": self.count,
         }
@@ -284,8 +283,8 @@ class LBFGS(Method):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.S, self.Y, self.SY, self.YY = state["S"], state["Y"], state["SY"], state["YY"]
         self.R, self.D, self.YYt = state["R"], state["D"], state["YYt"]
-        # torch.optim's load_state_dict casts state tensors to the parameters' dtype
-        self.perm = None if state["perm"] is None else state["perm"].long()
-        self.gamma, self.count = state["gamma"], int(state["count"])
-        if self.S is not None:
-            self._arange = torch.arange(self.m, device=self.S.device)
+        self.shift, self.gamma, self.count = (
+            int(state["shift"]),
+            state["gamma"],
+            int(state["count"]),
+        )
