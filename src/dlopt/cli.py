@@ -186,16 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
-    """Writes to whatever sys.stderr is at the time of the message (tests swap it)."""
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is when the message comes (tests swap it)."""
 
-    @property  # type: ignore[override,unused-ignore]
-    def stream(self) -> object:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
 
 
 def _log_to_stderr() -> None:

@@ -1,11 +1,9 @@
 """The A4, B4, B2 experiments: each verdict follows from its own numbers; bench-fold anchors."""
 
-import json
-
 import pytest
 import torch
 
-from dlopt.experiments import run_experiments
+from .claims import check_claim, run_claims
 
 IDS = ["A4", "B4", "B2"]
 
@@ -13,8 +11,7 @@ IDS = ["A4", "B4", "B2"]
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    run_experiments(out, quick=True, only=IDS, quiet=True)
-    return out, {e["id"]: e for e in json.loads((out / "results.json").read_text())}
+    return out, run_claims(out, IDS)
 
 
 def _verdict(claim, n):
@@ -49,11 +46,7 @@ def _verdict(claim, n):
 @pytest.mark.parametrize("claim", IDS)
 def test_verdicts_follow_from_the_numbers(results, claim):
     out, entries = results
-    entry = entries[claim]
-    assert entry["error"] is None
-    assert entry["confirmed"] == _verdict(claim, entry["numbers"])
-    for name in entry["figures"].values():
-        assert (out / name).read_bytes().startswith(b"\x89PNG")
+    check_claim(out, entries[claim], _verdict(claim, entries[claim]["numbers"]))
 
 
 def test_bench_models_fold_like_torch_fusion():

@@ -1,15 +1,11 @@
 """The I8 experiment: its verdict follows from its numbers; its figures exist."""
 
-import json
-
-from dlopt.experiments import run_experiments
+from .claims import check_claim, run_claims
 
 
 def test_i8_verdict_follows_from_the_numbers(tmp_path):
-    run_experiments(tmp_path, quick=True, only=["I8"], quiet=True)
-    (entry,) = json.loads((tmp_path / "results.json").read_text())
+    entry = run_claims(tmp_path, ["I8"])["I8"]
     n = entry["numbers"]
-    assert entry["error"] is None
     cg = [v for k, v in n.items() if k.endswith("_exact_line_search_iterations_n20")]
     fewer = all(
         n[f"{p}_{m}_iterations"] * 10 <= n[f"{p}_gd_iterations"]
@@ -21,7 +17,5 @@ def test_i8_verdict_follows_from_the_numbers(tmp_path):
         n["mlp_best_loss_Adam lr 1e-2"], n["mlp_best_loss_SGD lr 0.5"]
     )
     expected = n["newton_iterations_on_quadratic"] == 1 and max(cg) <= 20 and fewer and lbfgs_best
-    assert entry["confirmed"] == expected
+    check_claim(tmp_path, entry, expected)
     assert len(entry["figures"]) == 2
-    for name in entry["figures"].values():
-        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")

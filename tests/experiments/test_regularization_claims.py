@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dlopt.experiments import run_experiments
+from .claims import check_claim, run_claims
 
 IDS = ["C1", "C2", "C5", "F4", "E4"]
 
@@ -12,9 +12,7 @@ IDS = ["C1", "C2", "C5", "F4", "E4"]
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    run_experiments(out, quick=True, only=IDS, quiet=True)
-    entries = {e["id"]: e for e in json.loads((out / "results.json").read_text())}
-    return out, entries
+    return out, run_claims(out, IDS)
 
 
 def _verdict(claim, n):
@@ -52,11 +50,7 @@ def _verdict(claim, n):
 @pytest.mark.parametrize("claim", IDS)
 def test_verdicts_follow_from_the_numbers(results, claim):
     out, entries = results
-    entry = entries[claim]
-    assert entry["error"] is None
-    assert entry["confirmed"] == _verdict(claim, entry["numbers"])
-    for name in entry["figures"].values():
-        assert (out / name).read_bytes().startswith(b"\x89PNG")
+    check_claim(out, entries[claim], _verdict(claim, entries[claim]["numbers"]))
 
 
 def test_regularization_section_trains_from_a_config(tmp_path):

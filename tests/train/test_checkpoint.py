@@ -168,3 +168,24 @@ def test_unverified_or_foreign_files_are_refused(tmp_path):
     save_checkpoint([1, 2, 3], tmp_path / "z.pt")  # type: ignore[arg-type]
     with pytest.raises(CheckpointError, match="expected a dict"):
         load_checkpoint(tmp_path / "z.pt")
+
+
+def test_saves_do_not_reread_their_own_checkpoint_but_check_a_changed_one(tmp_path, monkeypatch):
+    """Every-step checkpointing must not hash the previous file again (it wrote it); a file
+    changed under it is re-hashed, and a corrupt one is not rotated into the previous slot."""
+    import dlopt.train.checkpoint as ckpt
+
+    reads = []
+    real = ckpt.sha256_file
+    monkeypatch.setattr(ckpt, "sha256_file", lambda p: reads.append(p) or real(p))
+    path = tmp_path / "checkpoint.pt"
+    for step in range(4):
+        save_checkpoint({"format": "dlopt-checkpoint", "step": step, "w": torch.ones(1000)}, path)
+    assert reads == []
+    good_previous = previous_path(path).read_bytes()
+    path.write_bytes(b"corrupted on disk")  # size and mtime change
+    save_checkpoint({"format": "dlopt-checkpoint", "step": 9, "w": torch.ones(1000)}, path)
+    assert path in reads
+    assert previous_path(path).read_bytes() == good_previous  # the valid older file was kept
+    payload, used = load_checkpoint(path)
+    assert used == path and payload["step"] == 9

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from dlopt._plots import colors, figure, save_figure
 from dlopt.data import load_bundled, split_dataset
+from dlopt.experiments.data import digits
 from dlopt.experiments.registry import Context, Outcome, experiment
 from dlopt.nn import activation, activation_names, measure, mlp, time_per_call
 from dlopt.train import ActivationDiagnostics, Trainer
@@ -62,7 +63,7 @@ def _curves(name: str, data: str, epochs: int, seed: int) -> tuple[list[float], 
     "The first layers of a deep sigmoid net receive vanishing gradients; the ReLU family does not",
 )
 def activation_claim(ctx: Context) -> Outcome:
-    splits = split_dataset(load_bundled("digits"), seed=ctx.seed)
+    splits = digits(ctx.seed)
     X, y = splits.train.X[:512], splits.train.y[:512]
     ratios, profiles = {}, {}
     for name in ("sigmoid", "tanh", *RELU_FAMILY, "gelu", "silu", "selu", "softplus"):

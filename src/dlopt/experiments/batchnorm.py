@@ -19,26 +19,14 @@ import torch
 from torch import nn
 
 from dlopt._plots import figure, save_figure
-from dlopt.data import Batches, Dataset, Splits, load_bundled, split_dataset
+from dlopt.data import Batches, Splits
 from dlopt.errors import TrainingDiverged
-from dlopt.experiments.early_stopping import noisy_labels
+from dlopt.experiments.data import digits
 from dlopt.experiments.registry import Context, Outcome, experiment
 from dlopt.nn import mlp, recalibrate_batchnorm
 from dlopt.train import Trainer
 
 CHANCE = 0.1
-
-
-def _digits(ctx: Context) -> Splits:
-    return split_dataset(load_bundled("digits"), seed=ctx.seed)
-
-
-def _noisy_small(ctx: Context) -> Splits:
-    splits = split_dataset(load_bundled("digits"), seed=ctx.seed, train_size=300)
-    y = noisy_labels(splits.train.y, 0.2, 10, ctx.seed)
-    return Splits(
-        Dataset(splits.train.X, y, "classification", "digits-noisy", 10), splits.val, splits.test
-    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +83,7 @@ def _first_epoch_reaching(curve: list[float], level: float) -> float:
     "learning rates, trains deep sigmoid nets, and regularizes",
 )
 def batchnorm_claim(ctx: Context) -> Outcome:
-    splits = _digits(ctx)
+    splits = digits(ctx.seed)
     hidden = (128,) * 4
     scales = [0.1, 0.3, 1.0, 3.0, 10.0]
     rates = [0.01, 0.03, 0.1, 0.3, 1.0]
@@ -131,7 +119,7 @@ def batchnorm_claim(ctx: Context) -> Outcome:
             "dropout 0.5, no BN": adam(False, 0.5),
         }
 
-    reg = regularizers(_noisy_small(ctx), 60 if ctx.quick else 150)
+    reg = regularizers(digits(ctx.seed, train_size=300, label_noise=0.2), 60 if ctx.quick else 150)
     clean = regularizers(splits, None)
 
     def accuracies(runs: list[RunResult]) -> list[float]:
@@ -222,7 +210,7 @@ def batchnorm_claim(ctx: Context) -> Outcome:
     "statistics than PyTorch's running averages, and predict at least as well",
 )
 def population_statistics_claim(ctx: Context) -> Outcome:
-    splits = _digits(ctx)
+    splits = digits(ctx.seed)
     torch.manual_seed(ctx.seed)
     model = mlp(64, 10, (128, 128), batch_norm=True)
     trainer = Trainer(

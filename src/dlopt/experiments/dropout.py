@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from dlopt._plots import figure, save_figure
-from dlopt.data import Dataset, Splits, load_bundled, split_dataset
-from dlopt.experiments.early_stopping import noisy_labels
+from dlopt.data import Splits
+from dlopt.experiments.data import digits
 from dlopt.experiments.registry import Context, Outcome, experiment
 from dlopt.nn import P_HIDDEN, P_INPUT, mc_dropout_predict, mlp, widen_for_dropout
 from dlopt.train import Trainer
@@ -37,12 +37,7 @@ class Scores:
 
 
 def _splits(ctx: Context, label_noise: float) -> Splits:
-    splits = split_dataset(load_bundled("digits"), seed=ctx.seed, train_size=300)
-    if label_noise == 0:
-        return splits
-    y = noisy_labels(splits.train.y, label_noise, 10, ctx.seed)
-    train = Dataset(splits.train.X, y, "classification", "digits-noisy", 10)
-    return Splits(train, splits.val, splits.test)
+    return digits(ctx.seed, train_size=300, label_noise=label_noise)
 
 
 def _train(ctx: Context, splits: Splits, **options: object) -> Scores:

@@ -11,19 +11,10 @@ from __future__ import annotations
 import torch
 
 from dlopt._plots import figure, save_figure
-from dlopt.data import load_bundled, split_dataset
+from dlopt.experiments.data import digits
 from dlopt.experiments.registry import Context, Outcome, experiment
 from dlopt.nn import mlp
 from dlopt.train import EarlyStopping, Trainer
-
-
-def noisy_labels(y: torch.Tensor, fraction: float, n_classes: int, seed: int) -> torch.Tensor:
-    """Replace a `fraction` of the labels by uniformly drawn classes (seeded)."""
-    generator = torch.Generator().manual_seed(seed)
-    noisy = torch.rand(len(y), generator=generator) < fraction
-    y = y.clone()
-    y[noisy] = torch.randint(0, n_classes, (int(noisy.sum()),), generator=generator)
-    return y
 
 
 @experiment(
@@ -33,8 +24,8 @@ def noisy_labels(y: torch.Tensor, fraction: float, n_classes: int, seed: int) ->
 )
 def early_stopping_claim(ctx: Context) -> Outcome:
     train_size, epochs, patience = (300, 100, 10) if ctx.quick else (500, 300, 20)
-    splits = split_dataset(load_bundled("digits"), seed=ctx.seed, train_size=train_size)
-    train = (splits.train.X, noisy_labels(splits.train.y, 0.2, 10, ctx.seed))
+    splits = digits(ctx.seed, train_size=train_size, label_noise=0.2)
+    train = splits.train
 
     def run(callbacks: list[EarlyStopping]) -> tuple[Trainer, dict[str, float]]:
         torch.manual_seed(ctx.seed)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dlopt._plots import colors, figure, save_figure
-from dlopt.data import load_bundled, split_dataset
+from dlopt.experiments.data import digits
 from dlopt.experiments.registry import Context, Outcome, experiment
 from dlopt.optim import minimize
 
@@ -28,7 +28,7 @@ def _rosenbrock(x: Tensor) -> Tensor:
 
 
 def _logistic(seed: int) -> tuple[Callable[[Tensor], Tensor], Tensor]:
-    train = split_dataset(load_bundled("digits"), seed=seed).train
+    train = digits(seed).train
     X, y = train.X.double(), train.y
 
     def f(w: Tensor) -> Tensor:
@@ -152,7 +152,7 @@ def second_order_claim(ctx: Context) -> Outcome:
     )
 
     # full-batch MLP: L-BFGS vs Adam vs SGD at the same number of f+∇f evaluations
-    train = split_dataset(load_bundled("digits"), seed=ctx.seed).train
+    train = digits(ctx.seed).train
     X, y = train.X.double(), train.y
     budget = 150 if ctx.quick else 600
 

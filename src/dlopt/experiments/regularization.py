@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from dlopt._plots import figure, save_figure
-from dlopt.data import load_bundled, split_dataset
+from dlopt.experiments.data import digits
 from dlopt.experiments.registry import Context, Outcome, experiment
 from dlopt.nn import mlp
 from dlopt.regularize import L1, L2, elastic_net, lasso, ridge
@@ -128,7 +128,7 @@ def _sparse_problem(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 
 def _mlp_sparsity(lam: float, proximal: bool, epochs: int, seed: int) -> float:
-    splits = split_dataset(load_bundled("digits"), seed=seed)
+    splits = digits(seed)
     torch.manual_seed(seed)
     model = mlp(64, 10, (128,))
     penalty = L1(lam, proximal=proximal)
@@ -239,7 +239,7 @@ def sparsity_claim(ctx: Context) -> Outcome:
 
 @experiment("C1", "Weight decay is SGD on J + λ‖Θ‖²: Θ ← (1 − 2ρλ)Θ − ρ∇J")
 def weight_decay_claim(ctx: Context) -> Outcome:
-    splits = split_dataset(load_bundled("digits"), seed=ctx.seed, train_size=256)
+    splits = digits(ctx.seed, train_size=256)
     X, y = splits.train.X.double(), splits.train.y
     lam, rho, steps = 1e-2, 0.1, 50 if ctx.quick else 200
 

@@ -11,7 +11,7 @@ from dlopt._validation import check_choice, check_finite_number, check_positive_
 from dlopt.optim.directions import BFGS, LBFGS, GradientDescent, Method, NonlinearCG
 from dlopt.optim.newton import Newton, NewtonCG
 from dlopt.optim.objective import FunctionObjective
-from dlopt.optim.result import OptimizeResult
+from dlopt.optim.result import OptimizeResult, Status
 from dlopt.optim.solver import Iterate, Solver
 
 BFGS_MEMORY_BUDGET = 1 << 30  # bytes for BFGS's dense n×n matrix
@@ -94,9 +94,7 @@ def minimize(
     solver = Solver(direction, objective, tol=tol, line_search=line_search, max_ls=max_ls)
     start = solver.start(x0.detach().reshape(-1).clone())
 
-    def result(it: Iterate, status: object, nit: int) -> OptimizeResult:
-        from dlopt.optim.result import Status
-
+    def result(it: Iterate, status: Status, nit: int) -> OptimizeResult:
         return OptimizeResult(
             x=it.x.view(x0.shape),
             fun=it.f,
@@ -105,12 +103,11 @@ def minimize(
             nfev=objective.nfev,
             njev=objective.nfev,
             nhev=objective.nhev,
-            status=status if isinstance(status, Status) else Status.MAX_ITER,
+            status=status,
         )
 
     hook = None
     if callback is not None:
-        from dlopt.optim.result import Status
 
         def hook(it: Iterate) -> bool | None:
             return callback(result(it, Status.MAX_ITER, solver.memory.nit))

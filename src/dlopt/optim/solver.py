@@ -61,7 +61,6 @@ class Solver:
         self.tol, self.line_search, self.lr, self.c1, self.max_ls = tol, line_search, lr, c1, max_ls
         self.memory = memory or Memory()
         self._met_nonfinite = False
-        self._trial_x: dict[float, Tensor] = {}  # trial points of the current line search
 
     def evaluate(
         self, x: Tensor, d: Tensor | None = None, t: float = 0.0, g_old: Tensor | None = None
@@ -100,16 +99,14 @@ class Solver:
 
     def _search(
         self, it: Iterate, d: Tensor, gtd: float
-    ) -> tuple[LineSearchResult, dict[float, Evaluation]]:
-        seen: dict[float, Evaluation] = {}
-        self._trial_x = {}
+    ) -> tuple[LineSearchResult, dict[float, tuple[Evaluation, Tensor]]]:
+        seen: dict[float, tuple[Evaluation, Tensor]] = {}  # step → (evaluation, point)
         self._met_nonfinite = False
 
         def phi(t: float) -> Point:
             x_t = torch.add(it.x, d, alpha=t)  # one fused op; kept as the next iterate
             at, point = self.evaluate(x_t, d, t, it.g)
-            seen[t] = at
-            self._trial_x[t] = x_t
+            seen[t] = (at, x_t)
             self._met_nonfinite |= not point.finite
             return point
 
@@ -183,7 +180,8 @@ class Solver:
             self.memory.f_prev = it.f
             self.memory.nit += 1
             self.memory.since_reset += 1
-            it = Iterate(self._trial_x[point.t], seen[point.t], point.f, point.gnorm, point.gg)
+            at, x_new = seen[point.t]
+            it = Iterate(x_new, at, point.f, point.gnorm, point.gg)
             if not math.isfinite(it.gnorm):
                 return best, Status.NONFINITE, done + 1
             if it.f < best.f:

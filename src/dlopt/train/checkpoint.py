@@ -52,6 +52,19 @@ def _accepted_hashes(path: Path) -> list[str]:
         return []
 
 
+# (size, mtime_ns, SHA-256) of each file this process wrote: a save verifies the current
+# checkpoint before rotating it, and need not re-read the file it wrote one step ago
+_WRITTEN: dict[Path, tuple[int, int, str]] = {}
+
+
+def _hash_of(path: Path) -> str:
+    stat = path.stat()
+    known = _WRITTEN.get(path.resolve())
+    if known is not None and known[:2] == (stat.st_size, stat.st_mtime_ns):
+        return known[2]
+    return sha256_file(path)  # changed under us, or never ours: read it
+
+
 def save_checkpoint(
     payload: dict[str, Any], path: str | Path, *, keep_previous: bool = True
 ) -> str:
@@ -65,14 +78,19 @@ def save_checkpoint(
     previous = previous_path(path)
     kept: str | None = None  # the hash of the file that will sit at `previous` afterwards
     rotate = False
-    if keep_previous and path.is_file() and (current := sha256_file(path)) in accepted:
+    if keep_previous and path.is_file() and (current := _hash_of(path)) in accepted:
         kept, rotate = current, True
-    elif keep_previous and previous.is_file() and (older := sha256_file(previous)) in accepted:
+    elif keep_previous and previous.is_file() and (older := _hash_of(previous)) in accepted:
         kept = older  # the newest file is corrupt: keep the valid previous one, drop the newest
     write_text_atomic(_sidecar(path), new + "\n" + (f"{kept}\n" if kept else ""))
     if rotate:
-        os.replace(path, previous)
+        os.replace(path, previous)  # same file, new name: its (size, mtime, hash) moves along
+        moved = _WRITTEN.pop(path.resolve(), None)
+        if moved is not None:
+            _WRITTEN[previous.resolve()] = moved
     write_bytes_atomic(path, data)
+    stat = path.stat()
+    _WRITTEN[path.resolve()] = (stat.st_size, stat.st_mtime_ns, new)
     return new
 
 

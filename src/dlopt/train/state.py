@@ -27,7 +27,6 @@ class TrainState:
     stop_reason: str | None = None
     interrupted: int | None = None  # the signal number that asked the run to stop
     diverged: bool = False
-    finished: bool = False  # ended by max_epochs or by a callback's stop: resume does nothing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,7 +34,6 @@ class TrainState:
             "batch": self.batch,
             "step": self.step,
             "history": [dict(h) for h in self.history],
-            "finished": self.finished,
             "stop_reason": self.stop_reason,
         }
 
@@ -47,7 +45,6 @@ class TrainState:
         )
         self.history = [dict(h) for h in saved["history"]]
         self.metrics = dict(self.history[-1]) if self.history else {}
-        self.finished = bool(saved["finished"])
         self.stop_reason = saved["stop_reason"]
 
     def best(self, key: str, mode: str = "min") -> tuple[int, float]:

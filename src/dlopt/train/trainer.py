@@ -80,7 +80,8 @@ class Trainer:
         self._found_inf: tuple[Tensor, Tensor] | None = None  # (found flag, scale 1)
         self._last_loss = math.nan
         self._params: list[Tensor] = []
-        self._data_fingerprint = ""
+        self._train_xy: tuple[Tensor, Tensor] | None = None
+        self._fingerprint: str | None = None  # of the training data, computed when first needed
         self._closure = bool(getattr(self.optimizer, "requires_closure", False)) or isinstance(
             self.optimizer, torch.optim.LBFGS
         )
@@ -315,7 +316,7 @@ class Trainer:
             cb.on_epoch_end(self)
 
     def _reset_accumulators(self) -> None:
-        device = self._device_dtype()[0] if any(True for _ in self.model.parameters()) else "cpu"
+        device = self._device_dtype()[0]
         self._loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self._correct = torch.zeros((), dtype=torch.int64, device=device)
         self._loss_sum_host = 0.0
@@ -347,8 +348,18 @@ class Trainer:
         else:
             X, y = self._to_device(train)
             batches = Batches(X, y, self.batch_size, seed=self.seed)
-        self._data_fingerprint = Dataset(X.cpu(), y.cpu(), "regression", "train").fingerprint()
+        self._train_xy, self._fingerprint = (X, y), None
         return batches
+
+    def _data_fingerprint(self) -> str:
+        """SHA-256 of the training data, for resume checks: hashed only when a checkpoint is
+        written or read, not on every fit."""
+        if self._fingerprint is None:
+            if self._train_xy is None:
+                return ""
+            X, y = self._train_xy
+            self._fingerprint = Dataset(X.cpu(), y.cpu(), "regression", "train").fingerprint()
+        return self._fingerprint
 
     # ----------------------------------------------------------------- signals
     @contextlib.contextmanager
@@ -418,7 +429,7 @@ class Trainer:
             "meta": {
                 "seed": self.seed,
                 "batch_size": self.batch_size,
-                "data": self._data_fingerprint,
+                "data": self._data_fingerprint(),
                 "optimizer": type(self.optimizer).__name__,
                 "threads": torch.get_num_threads(),
                 "torch": str(torch.__version__),
@@ -434,8 +445,8 @@ class Trainer:
                 "batch_size": self.batch_size,
                 "optimizer": type(self.optimizer).__name__,
             }
-            if self._data_fingerprint:
-                expected["data"] = self._data_fingerprint
+            if self._train_xy is not None:
+                expected["data"] = self._data_fingerprint()
             for key, value in expected.items():
                 if meta[key] != value:
                     raise CheckpointError(
