@@ -1,5 +1,7 @@
 """The same code on CUDA (device and dtype follow the inputs). Skipped without a GPU."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -31,7 +33,7 @@ def test_trainer_penalties_fold_and_ridge_on_the_gpu():
     trainer = Trainer(
         model,
         torch.optim.Adam(model.parameters(), 1e-3),
-        max_epochs=3,
+        max_epochs=15,
         penalties=[L1(1e-4, proximal=True)],
     )
     trainer.fit(splits.train, splits.val)
@@ -41,3 +43,98 @@ def test_trainer_penalties_fold_and_ridge_on_the_gpu():
         torch.testing.assert_close(fold_batchnorm(model)(x), model.eval()(x), rtol=1e-4, atol=1e-4)
     X, y = torch.randn(50, 5, device="cuda"), torch.randn(50, device="cuda")
     assert ridge(X, y, 1.0).coef.device.type == "cuda"
+
+
+def _rosenbrock(x):
+    return (100 * (x[1::2] - x[::2] ** 2) ** 2 + (1 - x[::2]) ** 2).sum()
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "cg"])
+def test_device_synchronisations_per_iteration_on_the_gpu(method):
+    """≤ 3 host-device synchronisations per iteration, counted by the CUDA runtime trace
+    (every .item(), .tolist() and blocking copy shows up as a cudaStreamSynchronize)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from dlopt.benchmarks.optim import SYNC_EVENTS
+    from dlopt.optim import minimize
+
+    x0 = torch.full((1000,), -1.2, dtype=torch.float64, device="cuda")
+    x0[1::2] = 1.0
+    minimize(_rosenbrock, x0, method=method)  # warm-up
+    torch.cuda.synchronize()
+    with warnings.catch_warnings():  # "profiler clears events at the end of each cycle"
+        warnings.simplefilter("ignore", UserWarning)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            result = minimize(_rosenbrock, x0, method=method)
+    syncs = sum(e.count for e in prof.key_averages() if e.key in SYNC_EVENTS)
+    assert result.success
+    assert syncs / result.nit <= 3.0, (syncs, result.nit)
+
+
+@pytest.mark.parametrize("name", ["LBFGS", "BFGS", "NonlinearCG", "NewtonCG", "Newton"])
+def test_optimizer_classes_and_state_dicts_on_the_gpu(name):
+    import dlopt.optim as optim
+
+    torch.manual_seed(0)
+    X = torch.randn(200, 5, device="cuda", dtype=torch.float64)
+    y = (X @ torch.arange(1.0, 6.0, device="cuda", dtype=torch.float64) > 0).double()
+
+    def make():
+        w = torch.zeros(5, device="cuda", dtype=torch.float64, requires_grad=True)
+        return w, getattr(optim, name)([w])
+
+    def closure_for(w, opt):
+        backward = name in ("LBFGS", "BFGS", "NonlinearCG")
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(X @ w, y) + 1e-2 * (w @ w)
+            if backward:
+                loss.backward()
+            return loss
+
+        return closure
+
+    w, opt = make()
+    for _ in range(2):
+        opt.step(closure_for(w, opt))
+    state = opt.state_dict()
+    w2, opt2 = make()
+    with torch.no_grad():
+        w2.copy_(w)
+    opt2.load_state_dict(state)
+    opt.step(closure_for(w, opt))
+    opt2.step(closure_for(w2, opt2))
+    torch.testing.assert_close(w2, w, rtol=1e-10, atol=1e-12)
+    assert w.device.type == "cuda"
+
+
+def test_float32_minimize_on_the_gpu():
+    from dlopt.optim import minimize
+
+    x0 = torch.full((100,), -1.2, device="cuda")
+    x0[1::2] = 1.0
+    result = minimize(_rosenbrock, x0, method="lbfgs", tol=1e-3)
+    assert result.success and result.x.dtype == torch.float32
+    assert torch.allclose(result.x.cpu(), torch.ones(100), atol=1e-2)
+
+
+def test_batchnorm_statistics_and_channels_last_folding_on_the_gpu(monkeypatch):
+    from dlopt.nn import cnn, fold_batchnorm, recalibrate_batchnorm
+
+    # cuDNN convolutions default to TF32 (10-bit mantissa): compare in full float32
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    model = cnn((3, 16, 16), 10, channels=(8, 16), batch_norm=True)
+    gpu_model = cnn((3, 16, 16), 10, channels=(8, 16), batch_norm=True)
+    gpu_model.load_state_dict(model.state_dict())
+    gpu_model = gpu_model.cuda()
+    batches = [torch.randn(32, 3 * 16 * 16) for _ in range(4)]
+    on_cpu = recalibrate_batchnorm(model, batches, mode="exact")
+    on_gpu = recalibrate_batchnorm(gpu_model, [b.cuda() for b in batches], mode="exact")
+    for a, b in zip(on_cpu.state_dict().values(), on_gpu.state_dict().values(), strict=True):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-5)
+    on_gpu = on_gpu.eval().to(memory_format=torch.channels_last)
+    x = batches[0].cuda()
+    with torch.no_grad():
+        torch.testing.assert_close(fold_batchnorm(on_gpu)(x), on_gpu(x), rtol=1e-5, atol=1e-5)

@@ -135,15 +135,18 @@ def reproduce(
 def bench(
     name: Annotated[str | None, typer.Argument(help="Benchmark to run; none lists them.")] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Interleaved repeats.")] = 5,
+    device: Annotated[
+        str, typer.Option(help="Where to run: cpu, cuda, cuda:1 (optim and bn-fold).")
+    ] = "cpu",
 ) -> None:
     """Compare dlopt with its anchors in one process: medians and ratios."""
     from dlopt.benchmarks import BENCHMARKS, run_benchmark
 
     if name is None:
         for key, bench_ in BENCHMARKS.items():
-            print(f"{key:<10} {bench_.description}")
+            print(f"{key:<10} {bench_.description} [{', '.join(bench_.devices)}]")
         return
-    run_benchmark(name, repeats=repeats)
+    run_benchmark(name, repeats=repeats, device=device)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,9 +95,9 @@ def test_divergence_guard_stops_and_keeps_the_best_iterate():
 
 
 class SyncCounter:
-    """Counts host reads (item, tolist, float, int, bool) of tensors."""
+    """Counts host reads (item, tolist, numpy, float, int, bool) of tensors."""
 
-    NAMES = ("item", "tolist", "__float__", "__int__", "__bool__")
+    NAMES = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__")
 
     def __init__(self, monkeypatch):
         self.count = 0

@@ -76,33 +76,66 @@ def interleave(
     return [Timing(name, seconds[name]) for name in variants]
 
 
+Run = Callable[[int, torch.device], BenchReport]
+
+
 @dataclass(frozen=True)
 class Benchmark:
     name: str
     description: str
-    run: Callable[[int], BenchReport]
+    run: Run  # (repeats, device) → report
+    devices: tuple[str, ...]  # device types it runs on
 
 
 BENCHMARKS: dict[str, Benchmark] = {}
 
 
 def benchmark(
-    name: str, description: str
-) -> Callable[[Callable[[int], BenchReport]], Callable[[int], BenchReport]]:
-    def register(run: Callable[[int], BenchReport]) -> Callable[[int], BenchReport]:
-        BENCHMARKS[name] = Benchmark(name, description, run)
+    name: str, description: str, devices: tuple[str, ...] = ("cpu",)
+) -> Callable[[Run], Run]:
+    def register(run: Run) -> Run:
+        BENCHMARKS[name] = Benchmark(name, description, run, devices)
         return run
 
     return register
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that wall-clock timings are complete."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def parse_device(text: str) -> torch.device:
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise DloptError(f"--device {text!r} is not a device (e.g. cpu, cuda, cuda:1).") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DloptError(f"--device {text}: CUDA is not available on this machine.")
+    return device
+
+
 def run_benchmark(
-    name: str, *, repeats: int = 5, threads: int = 1, echo: bool = True
+    name: str,
+    *,
+    repeats: int = 5,
+    threads: int = 1,
+    echo: bool = True,
+    device: str | torch.device = "cpu",
 ) -> BenchReport:
     if name not in BENCHMARKS:
         raise DloptError(
             f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}."
             + did_you_mean(name, BENCHMARKS),
+            source="bench",
+        )
+    bench = BENCHMARKS[name]
+    where = device if isinstance(device, torch.device) else parse_device(device)
+    if where.type not in bench.devices:
+        raise DloptError(
+            f"benchmark {name!r} runs on {', '.join(bench.devices)} only (its anchors do), "
+            f"not on {where}.",
             source="bench",
         )
     from threadpoolctl import threadpool_limits
@@ -111,7 +144,7 @@ def run_benchmark(
     torch.set_num_threads(threads)
     try:
         with threadpool_limits(threads):  # numpy/scipy/sklearn's BLAS gets the same thread count
-            report = BENCHMARKS[name].run(repeats)
+            report = bench.run(repeats, where)
     finally:
         torch.set_num_threads(previous)
     if echo:

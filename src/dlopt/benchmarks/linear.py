@@ -30,7 +30,7 @@ def _discard(fit: Callable[[], object]) -> Callable[[], None]:
 
 
 @benchmark("linear", "ridge / lasso / elastic_net vs scikit-learn (20000×500, float64)")
-def linear_benchmark(repeats: int) -> BenchReport:
+def linear_benchmark(repeats: int, device: torch.device) -> BenchReport:
     from sklearn.linear_model import ElasticNet, Lasso, Ridge
 
     rng = np.random.default_rng(0)

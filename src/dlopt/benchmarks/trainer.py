@@ -85,7 +85,7 @@ def _trainer(X: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @benchmark("trainer", "Trainer.fit vs a hand-written PyTorch loop (digits MLP, per epoch)")
-def trainer_benchmark(repeats: int) -> BenchReport:
+def trainer_benchmark(repeats: int, device: torch.device) -> BenchReport:
     train = split_dataset(load_bundled("digits"), seed=0).train
     X, y = train.X, train.y
     timings = interleave(

@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.linalg.lapack import dtrtri
 from torch import Tensor
 
 from dlopt.optim.objective import Evaluation
@@ -51,6 +53,7 @@ class Method:
     needs_curvature = False  # evaluate with create_graph (Hv products / Hessians)
     unit_step = True  # try t = 1 after the first iteration (Newton-like scaling)
     scaled = False  # the direction has the right length from the start (Newton): t = 1 always
+    uses_g_dot_old = False  # reads StepInfo.g_dot_old (each evaluation then computes it)
 
     def reset(self) -> None:
         """Forget what was learned (after a failed line search or a bad direction)."""
@@ -86,6 +89,7 @@ class NonlinearCG(Method):
 
     c2 = 0.1
     unit_step = False
+    uses_g_dot_old = True
     BETAS = ("fr", "pr", "pr+", "hs")
 
     def __init__(self, beta: str = "pr+", restart: int = 0) -> None:
@@ -193,98 +197,123 @@ class LBFGS(Method):
     H g = γg + [S  γY] M [Sᵀg; γYᵀg],  M = [[R⁻ᵀ(D + γYᵀY)R⁻¹, −R⁻ᵀ], [−R⁻¹, 0]],
 
     with S, Y the last m pairs, R the upper triangle of SᵀY in time order, D its diagonal and
-    γ = sᵀy/yᵀy of the newest pair. Equal to the two-loop recursion, but ~20 tensor operations
-    whatever m is and no host read. The pairs live in ring buffers S, Y (m × n); the small
-    products are kept in time order (unused slots first, as rows of the identity), so each
-    direction costs two m-vector matrix products, two m×m triangular solves and two products
-    back — the time order is a rotation of the ring, so it costs one roll per vector.
+    γ = sᵀy/yᵀy of the newest pair. Equal to the two-loop recursion. As in L-BFGS-B, the long
+    vectors stay on the device and the small algebra runs on the host in float64. The pairs
+    live in one ring buffer W = [S; Y] (2m × n). An update writes its pair and queues the
+    products W[s y]; the next direction computes p = Wg and reads p with those products in
+    one transfer, then forms q = Mp and gᵀd = −γ‖g‖² − pᵀq on the host and d = −γg − Wᵀq on
+    the device. Per iteration: three passes over W, eight device operations and one host read,
+    which replaces the read of gᵀd the other methods need. Unused slots hold zero pairs; they
+    get a unit diagonal in R and contribute nothing.
     """
 
     name = "lbfgs"
 
     def __init__(self, history_size: int = 10) -> None:
         self.m = history_size
+        m = history_size
+        steps = np.arange(m)
+        self._times = [(k + steps) % m for k in range(m)]  # ring slot of each time position
+        self._upper = np.triu(np.ones((m, m)))
         self.reset()
 
     def reset(self) -> None:
-        self.S: Tensor | None = None
-        self.Y: Tensor | None = None
-        self.SY: Tensor | None = None  # SY[i, j] = s_i·y_j, ring slots
-        self.YY: Tensor | None = None
-        self.R: Tensor | None = None  # upper triangle of SᵀY, time order (identity if unused)
-        self.D: Tensor | None = None  # its diagonal, time order
-        self.YYt: Tensor | None = None  # YᵀY, time order
-        self.shift = 0  # the roll taking ring slots to time order
-        self.gamma: Tensor | None = None  # sᵀy/yᵀy of the newest pair, on the device
+        m = self.m
+        self.W: Tensor | None = None  # [S; Y] on the device; rows i and m + i hold pair i
+        self.SY = np.zeros((m, m))  # s_i·y_j, time order (oldest first; unused rows zero)
+        self.YY = np.zeros((m, m))  # y_i·y_j, time order
         self.count = 0
+        self.gamma = 1.0
+        self._pending: tuple[int, Tensor] | None = None  # (slot, W[s y]) not yet read
+        self._factors: tuple[np.ndarray, np.ndarray] | None = None  # R⁻¹, D + γYᵀY
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
         if not info.curvature_ok:
             return
         m = self.m
-        if self.S is None:
-            n = s.numel()
-            self.S, self.Y = s.new_zeros(m, n), s.new_zeros(m, n)
-            self.SY, self.YY = s.new_zeros(m, m), s.new_zeros(m, m)
-        assert self.Y is not None and self.SY is not None and self.YY is not None
+        if self.W is None:
+            self.W = s.new_zeros(2 * m, s.numel())
+        if self._pending is not None:  # two updates with no direction between
+            self._absorb(*self._pending, _host(self._pending[1]))
         slot = self.count % m
-        self.S[slot], self.Y[slot] = s, y
-        self.SY[:, slot] = self.S @ y
-        self.SY[slot, :] = self.Y @ s
-        column = self.Y @ y
-        self.YY[:, slot], self.YY[slot, :] = column, column
-        self.gamma = self.SY[slot, slot] / column[slot]
+        pair = torch.stack([s, y])
+        self.W.view(2, m, -1)[:, slot] = pair
+        self._pending = (slot, self.W @ pair.T)  # read with the next direction's Wg
         self.count += 1
-        # time position p holds ring slot (count + p) mod m: a rotation by −(count mod m)
-        shift = -(self.count % m)
-        SYt = torch.roll(self.SY, (shift, shift), (0, 1))
-        self.YYt = torch.roll(self.YY, (shift, shift), (0, 1))
-        unused = m - min(self.count, m)  # the first `unused` positions hold no pair yet
-        self.R = SYt.triu()
-        self.D = SYt.diagonal()
-        if unused:
-            self.D = self.D.clone()
-            self.R[:unused] = 0
-            self.R[:, :unused] = 0
-            self.R[range(unused), range(unused)] = 1.0
-            self.D[:unused] = 0
-            self.YYt[:unused] = 0
-            self.YYt[:, :unused] = 0
-        self.shift = shift
+
+    def _absorb(self, slot: int, _: Tensor, products: np.ndarray) -> None:
+        """The new pair's products W[s y] (ring order) → SY, YY (time order), R⁻¹, D + γYᵀY."""
+        m, SY, YY = self.m, self.SY, self.YY
+        self._pending = None
+        time = self._times[self.count % m]
+        sy, yy = products[slot, 1], products[m + slot, 1]
+        SY[:-1, :-1], YY[:-1, :-1] = SY[1:, 1:], YY[1:, 1:]  # the oldest pair leaves
+        if sy > 0 and yy > 0 and np.isfinite(products).all():
+            SY[:, -1] = products[time, 1]  # s_i·y_new
+            SY[-1, :] = products[m + time, 0]  # s_new·y_j
+            YY[:, -1] = YY[-1, :] = products[m + time, 1]
+            self.gamma = float(sy / yy)
+        else:  # rounding broke yᵀs > 0, or overflow: drop the pair (a zero pair is unused)
+            assert self.W is not None
+            self.W.view(2, m, -1)[:, slot] = 0
+            SY[:, -1] = SY[-1, :] = YY[:, -1] = YY[-1, :] = 0.0
+        self._refactor()
+
+    def _refactor(self) -> None:
+        m, D = self.m, self.SY.diagonal()
+        R = self.SY * self._upper
+        R.flat[:: m + 1] += D <= 0  # unused (or dropped) positions: unit diagonal
+        R_inv, _info = dtrtri(R, lower=0)  # R is triangular with a positive diagonal
+        K = self.gamma * self.YY
+        K.flat[:: m + 1] += D
+        self._factors = (R_inv, K)
 
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
-        if self.S is None or self.gamma is None or self.R is None:
+        if self.W is None:
             return -g, -gg
-        assert self.Y is not None and self.D is not None and self.YYt is not None
-        gamma, shift = self.gamma, self.shift
-        a = torch.roll(self.S @ g, shift)[:, None]  # Sᵀg, time order (zero for unused slots)
-        b = gamma * torch.roll(self.Y @ g, shift)[:, None]  # γYᵀg
-        u = torch.linalg.solve_triangular(self.R, a, upper=True)  # R⁻¹a
-        rhs = self.D[:, None] * u + gamma * (self.YYt @ u) - b
-        top = torch.linalg.solve_triangular(self.R.T, rhs, upper=False)  # R⁻ᵀ((D+γYᵀY)u − b)
-        c_s = torch.roll(top[:, 0], -shift)  # back to ring slots
-        c_y = torch.roll(u[:, 0], -shift) * gamma
-        return -(gamma * g + c_s @ self.S - c_y @ self.Y), None
+        m = self.m
+        p_device = self.W @ g
+        if self._pending is not None:
+            slot, products = self._pending
+            both = _host(torch.cat([p_device, products.reshape(-1)]))  # the iteration's read
+            p = both[: 2 * m]
+            self._absorb(slot, products, both[2 * m :].reshape(2 * m, 2))
+        else:
+            p = _host(p_device)
+        assert self._factors is not None
+        R_inv, K = self._factors
+        time, gamma = self._times[self.count % m], self.gamma
+        q = np.empty(2 * m)
+        with np.errstate(all="ignore"):  # a non-finite gᵀd makes the solver restart along −g
+            u = R_inv @ p[time]  # R⁻¹Sᵀg
+            q[time] = R_inv.T @ (K @ u - gamma * p[m + time])  # S-coefficients of Hg − γg
+            q[m + time] = -gamma * u  # Y-coefficients
+            gtd = float(-gamma * gg - p @ q)
+        q_device = torch.from_numpy(q).to(g.device, g.dtype, non_blocking=True)
+        return torch.addmv(g, self.W.T, q_device, beta=-gamma, alpha=-1), gtd
 
     def state_dict(self) -> dict[str, Any]:
+        if self._pending is not None:  # fold the unread products in (one read, at save time)
+            self._absorb(*self._pending, _host(self._pending[1]))
         return {
-            "S": self.S,
-            "Y": self.Y,
-            "SY": self.SY,
-            "YY": self.YY,
-            "R": self.R,
-            "D": self.D,
-            "YYt": self.YYt,
-            "shift": self.shift,
-            "gamma": self.gamma,
+            "W": self.W,
+            "SY": torch.from_numpy(self.SY.copy()),
+            "YY": torch.from_numpy(self.YY.copy()),
             "count": self.count,
+            "gamma": self.gamma,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.S, self.Y, self.SY, self.YY = state["S"], state["Y"], state["SY"], state["YY"]
-        self.R, self.D, self.YYt = state["R"], state["D"], state["YYt"]
-        self.shift, self.gamma, self.count = (
-            int(state["shift"]),
-            state["gamma"],
-            int(state["count"]),
-        )
+        self.W, self.count, self.gamma = state["W"], int(state["count"]), float(state["gamma"])
+        shape = (self.m, self.m)
+        self.SY = np.array(state["SY"].tolist(), dtype=np.float64).reshape(shape)
+        self.YY = np.array(state["YY"].tolist(), dtype=np.float64).reshape(shape)
+        self._pending = None
+        self._factors = None
+        if self.W is not None:
+            self._refactor()
+
+
+def _host(t: Tensor) -> np.ndarray:
+    """A device tensor's values on the host in float64 (one blocking transfer on a GPU)."""
+    return t.detach().cpu().numpy().astype(np.float64, copy=False)
