@@ -199,12 +199,12 @@ class LBFGS(Method):
     with S, Y the last m pairs, R the upper triangle of SᵀY in time order, D its diagonal and
     γ = sᵀy/yᵀy of the newest pair. Equal to the two-loop recursion. As in L-BFGS-B, the long
     vectors stay on the device and the small algebra runs on the host in float64. The pairs
-    live in one ring buffer W = [S; Y] (2m × n). An update writes its pair and queues the
-    products W[s y]; the next direction computes p = Wg and reads p with those products in
-    one transfer, then forms q = Mp and gᵀd = −γ‖g‖² − pᵀq on the host and d = −γg − Wᵀq on
-    the device. Per iteration: three passes over W, eight device operations and one host read,
-    which replaces the read of gᵀd the other methods need. Unused slots hold zero pairs; they
-    get a unit diagonal in R and contribute nothing.
+    live in one ring buffer W = [S; Y] (2m × n). An update only writes its pair; the next
+    direction computes W[g s y] in one pass over W and reads it in one transfer — p = Wg and
+    the new pair's products — then forms q = Mp and gᵀd = −γ‖g‖² − pᵀq on the host and
+    d = −γg − Wᵀq on the device. Per iteration: two passes over W, six device operations and
+    one host read, which replaces the read of gᵀd the other methods need. Unused slots hold
+    zero pairs; they get a unit diagonal in R and contribute nothing.
     """
 
     name = "lbfgs"
@@ -224,7 +224,7 @@ class LBFGS(Method):
         self.YY = np.zeros((m, m))  # y_i·y_j, time order
         self.count = 0
         self.gamma = 1.0
-        self._pending: tuple[int, Tensor] | None = None  # (slot, W[s y]) not yet read
+        self._pending: int | None = None  # ring slot of a pair whose products are not read
         self._factors: tuple[np.ndarray, np.ndarray] | None = None  # R⁻¹, D + γYᵀY
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
@@ -233,15 +233,21 @@ class LBFGS(Method):
         m = self.m
         if self.W is None:
             self.W = s.new_zeros(2 * m, s.numel())
-        if self._pending is not None:  # two updates with no direction between
-            self._absorb(*self._pending, _host(self._pending[1]))
-        slot = self.count % m
-        pair = torch.stack([s, y])
-        self.W.view(2, m, -1)[:, slot] = pair
-        self._pending = (slot, self.W @ pair.T)  # read with the next direction's Wg
+        self._read_pending()  # two updates with no direction between
+        slot = self._pending = self.count % m
+        self.W.view(2, m, -1)[:, slot] = torch.stack([s, y])
         self.count += 1
 
-    def _absorb(self, slot: int, _: Tensor, products: np.ndarray) -> None:
+    def _pair(self, slot: int) -> Tensor:
+        assert self.W is not None
+        return self.W.view(2, self.m, -1)[:, slot]  # rows s, y of a ring slot
+
+    def _read_pending(self) -> None:
+        if self._pending is not None:
+            assert self.W is not None
+            self._absorb(self._pending, _host(self.W @ self._pair(self._pending).T))
+
+    def _absorb(self, slot: int, products: np.ndarray) -> None:
         """The new pair's products W[s y] (ring order) → SY, YY (time order), R⁻¹, D + γYᵀY."""
         m, SY, YY = self.m, self.SY, self.YY
         self._pending = None
@@ -254,8 +260,7 @@ class LBFGS(Method):
             YY[:, -1] = YY[-1, :] = products[m + time, 1]
             self.gamma = float(sy / yy)
         else:  # rounding broke yᵀs > 0, or overflow: drop the pair (a zero pair is unused)
-            assert self.W is not None
-            self.W.view(2, m, -1)[:, slot] = 0
+            self._pair(slot).zero_()
             SY[:, -1] = SY[-1, :] = YY[:, -1] = YY[-1, :] = 0.0
         self._refactor()
 
@@ -271,15 +276,13 @@ class LBFGS(Method):
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
         if self.W is None:
             return -g, -gg
-        m = self.m
-        p_device = self.W @ g
-        if self._pending is not None:
-            slot, products = self._pending
-            both = _host(torch.cat([p_device, products.reshape(-1)]))  # the iteration's read
-            p = both[: 2 * m]
-            self._absorb(slot, products, both[2 * m :].reshape(2 * m, 2))
-        else:
-            p = _host(p_device)
+        m, slot = self.m, self._pending
+        if slot is None:
+            p = _host(self.W @ g)
+        else:  # W[g s y]: p and the new pair's products in one pass over W, one read
+            both = _host(self.W @ torch.cat([g[None], self._pair(slot)]).T)
+            p = both[:, 0]
+            self._absorb(slot, both[:, 1:])
         assert self._factors is not None
         R_inv, K = self._factors
         time, gamma = self._times[self.count % m], self.gamma
@@ -293,8 +296,7 @@ class LBFGS(Method):
         return torch.addmv(g, self.W.T, q_device, beta=-gamma, alpha=-1), gtd
 
     def state_dict(self) -> dict[str, Any]:
-        if self._pending is not None:  # fold the unread products in (one read, at save time)
-            self._absorb(*self._pending, _host(self._pending[1]))
+        self._read_pending()  # fold the unread products in (one read, at save time)
         return {
             "W": self.W,
             "SY": torch.from_numpy(self.SY.copy()),
@@ -316,4 +318,5 @@ class LBFGS(Method):
 
 def _host(t: Tensor) -> np.ndarray:
     """A device tensor's values on the host in float64 (one blocking transfer on a GPU)."""
-    return t.detach().cpu().numpy().astype(np.float64, copy=False)
+    values = t.cpu().numpy()
+    return values if values.dtype == np.float64 else values.astype(np.float64)

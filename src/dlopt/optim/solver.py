@@ -92,8 +92,9 @@ class Solver:
             # decrease of f along a quadratic model, at most 1
             step = min(1.0, 1.01 * 2 * (it.f - memory.f_prev) / gtd)
             return step * self.lr if step > 0 else self.lr
-        # a fresh start: min(1, 1/‖g‖₁), as torch and torchmin (the direction's scale is unknown)
-        return min(1.0, 1.0 / max(float(it.g.abs().sum()), 1e-300)) * self.lr
+        # a fresh start: min(1, 1/‖g‖₂), L-BFGS-B's first trial step (torch and torchmin use
+        # 1/‖g‖₁); with it dlopt's L-BFGS makes exactly L-BFGS-B's evaluations on the bench
+        return min(1.0, 1.0 / max(math.sqrt(it.gg), 1e-300)) * self.lr
 
     def _search(
         self, it: Iterate, d: Tensor, gtd: float
