@@ -63,7 +63,11 @@ class Method:
         return -g, -gg
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
-        """Learn from the accepted step (d: the direction taken)."""
+        """Learn from the accepted step s with gradient change y (d: the direction taken)."""
+
+    def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
+        """The solver's call after an accepted step x → x + t·d (t = info.t). Methods that
+        learn from the pair (s, y) = (t·d, g_new − g_old) form it here; the others skip it."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -127,7 +131,10 @@ class NonlinearCG(Method):
         return -g + beta * self.d_prev, -gg + beta * info.gtd_new
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
-        self.d_prev, self.info = d, info
+        self.step_taken(d, y, y, info)
+
+    def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
+        self.d_prev, self.info = d, info  # β and the slope need no pair
         self.since_restart += 1
 
     def state_dict(self) -> dict[str, Any]:
@@ -170,6 +177,10 @@ class BFGS(Method):
 
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
         return (-g, -gg) if self.H is None else (-(self.H @ g), None)
+
+    def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
+        if info.curvature_ok:
+            self.update(info.t * d, g_new - g_old, d, info)
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
         if not info.curvature_ok:
@@ -228,15 +239,24 @@ class LBFGS(Method):
         self._factors: tuple[np.ndarray, np.ndarray] | None = None  # R⁻¹, D + γYᵀY
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
-        if not info.curvature_ok:
-            return
+        if info.curvature_ok:
+            torch.stack([s, y], out=self._next_pair(s))
+
+    def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
+        if info.curvature_ok:  # s = t·d and y = g_new − g_old, written straight into W
+            s, y = self._next_pair(d)
+            torch.mul(d, info.t, out=s)
+            torch.sub(g_new, g_old, out=y)
+
+    def _next_pair(self, like: Tensor) -> Tensor:
+        """The ring slot the next pair goes to (its rows s, y of W), now marked pending."""
         m = self.m
         if self.W is None:
-            self.W = s.new_zeros(2 * m, s.numel())
+            self.W = like.new_zeros(2 * m, like.numel())
         self._read_pending()  # two updates with no direction between
         slot = self._pending = self.count % m
-        self.W.view(2, m, -1)[:, slot] = torch.stack([s, y])
         self.count += 1
+        return self._pair(slot)
 
     def _pair(self, slot: int) -> Tensor:
         assert self.W is not None

@@ -173,9 +173,8 @@ class Solver:
             retried = False
             point = result.point
             assert point.g is not None
-            s = point.t * d
             info = StepInfo(point.t, gtd, point.gtd, it.gg, point.gg, point.g_dot_old, eps)
-            self.method.update(s, point.g - it.g, d, info)
+            self.method.step_taken(d, it.g, point.g, info)
             self.memory.f_prev = it.f
             self.memory.nit += 1
             self.memory.since_reset += 1
