@@ -312,8 +312,7 @@ class LBFGS(Method):
             q[time] = R_inv.T @ (K @ u - gamma * p[m + time])  # S-coefficients of Hg − γg
             q[m + time] = -gamma * u  # Y-coefficients
             gtd = float(-gamma * gg - p @ q)
-        q_device = torch.from_numpy(q).to(g.device, g.dtype, non_blocking=True)
-        return torch.addmv(g, self.W.T, q_device, beta=-gamma, alpha=-1), gtd
+        return torch.addmv(g, self.W.T, _device(q, g), beta=-gamma, alpha=-1), gtd
 
     def state_dict(self) -> dict[str, Any]:
         self._read_pending()  # fold the unread products in (one read, at save time)
@@ -334,6 +333,15 @@ class LBFGS(Method):
         self._factors = None
         if self.W is not None:
             self._refactor()
+
+
+def _device(values: np.ndarray, like: Tensor) -> Tensor:
+    """Host numbers onto `like`'s device and dtype. On a GPU through pinned memory, so the
+    copy is queued without waiting for the stream (a pageable copy may synchronise)."""
+    host = torch.from_numpy(values)
+    if like.device.type == "cuda":
+        host = host.pin_memory()  # the caching host allocator keeps it until the copy is done
+    return host.to(like.device, like.dtype, non_blocking=True)
 
 
 def _host(t: Tensor) -> np.ndarray:
