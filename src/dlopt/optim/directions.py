@@ -265,7 +265,7 @@ class LBFGS(Method):
     def _read_pending(self) -> None:
         if self._pending is not None:
             assert self.W is not None
-            self._absorb(self._pending, _host(self.W @ self._pair(self._pending).T))
+            self._absorb(self._pending, _host(torch.mm(self.W, self._pair(self._pending).T)))
 
     def _absorb(self, slot: int, products: np.ndarray) -> None:
         """The new pair's products W[s y] (ring order) → SY, YY (time order), R⁻¹, D + γYᵀY."""
@@ -298,9 +298,9 @@ class LBFGS(Method):
             return -g, -gg
         m, slot = self.m, self._pending
         if slot is None:
-            p = _host(self.W @ g)
+            p = _host(torch.mv(self.W, g))
         else:  # W[g s y]: p and the new pair's products in one pass over W, one read
-            both = _host(self.W @ torch.cat([g[None], self._pair(slot)]).T)
+            both = _host(torch.mm(self.W, torch.cat([g[None], self._pair(slot)]).T))
             p = both[:, 0]
             self._absorb(slot, both[:, 1:])
         assert self._factors is not None

@@ -69,11 +69,11 @@ class Solver:
         at = self.objective.evaluate(x, create_graph=curvature)
         g = at.g
         low, high = torch.aminmax(g)  # ‖g‖∞ = max(−min, max): one pass, faster than abs().max()
-        parts = [at.f.to(g.dtype), low, high, g @ g]
+        parts = [at.f.to(g.dtype), low, high, torch.dot(g, g)]  # torch.dot: no Python-level @
         if d is not None:
-            parts.append(g @ d)
+            parts.append(torch.dot(g, d))
             if g_old is not None and self.method.uses_g_dot_old:
-                parts.append(g @ g_old)
+                parts.append(torch.dot(g, g_old))
         f, g_min, g_max, gg, *rest = torch.stack(parts).tolist()  # the evaluation's one read
         gnorm = max(-g_min, g_max) if g_min == g_min and g_max == g_max else math.nan
         gtd, g_dot_old = [*rest, 0.0, 0.0][:2]
