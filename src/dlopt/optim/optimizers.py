@@ -95,6 +95,7 @@ class _SecondOrder(torch.optim.Optimizer):
             "nit": memory.nit,
             "f_prev": memory.f_prev,
             "since_reset": memory.since_reset,
+            "slope_prev": memory.slope_prev,
         }
         state["status"] = status.name
         state["nfev"] = state.get("nfev", 0) + objective.nfev
