@@ -111,14 +111,18 @@ class SyncCounter:
             monkeypatch.setattr(torch.Tensor, name, counted)
 
 
+@pytest.mark.parametrize("problem", ["rosenbrock-100", "logistic"])
 @pytest.mark.parametrize("method", ["lbfgs", "cg"])
-def test_host_synchronisations_per_iteration(method, monkeypatch):
+def test_host_synchronisations_per_iteration(method, problem, monkeypatch):
     """≤ 3 host reads per iteration on average (torch.optim.LBFGS: 27–43)."""
-    from .problems import extended_rosenbrock, rosenbrock_x0
+    from .problems import PROBLEMS, extended_rosenbrock, rosenbrock_x0
 
-    x0 = torch.tensor(rosenbrock_x0(100))
+    if problem == "logistic":
+        fun, x0 = next((p.torch_f, torch.tensor(p.x0)) for p in PROBLEMS if p.name == problem)
+    else:
+        fun, x0 = extended_rosenbrock, torch.tensor(rosenbrock_x0(100))
     counter = SyncCounter(monkeypatch)
-    result = minimize(extended_rosenbrock, x0, method=method)
+    result = minimize(fun, x0, method=method)
     monkeypatch.undo()
     assert result.success
     assert counter.count / result.nit <= 3.0, counter.count / result.nit
