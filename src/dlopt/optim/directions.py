@@ -224,7 +224,9 @@ class LBFGS(Method):
         self.m = history_size
         m = history_size
         steps = np.arange(m)
-        self._times = [(k + steps) % m for k in range(m)]  # ring slot of each time position
+        # the ring slot at each time position (oldest first), and its Y row in W, per count % m
+        self._times = [(k + steps) % m for k in range(m)]
+        self._times_y = [t + m for t in self._times]
         self._upper = np.triu(np.ones((m, m)))
         self.reset()
 
@@ -244,23 +246,33 @@ class LBFGS(Method):
 
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
         if info.curvature_ok:  # s = t·d and y = g_new − g_old, written straight into W
-            s, y = self._next_pair(d)
+            slot = self._next_slot(d)
+            _, s, y = self._views[slot]
             torch.mul(d, info.t, out=s)
             torch.sub(g_new, g_old, out=y)
 
     def _next_pair(self, like: Tensor) -> Tensor:
-        """The ring slot the next pair goes to (its rows s, y of W), now marked pending."""
-        m = self.m
+        return self._pair(self._next_slot(like))
+
+    def _next_slot(self, like: Tensor) -> int:
+        """The ring slot the next pair goes to, now marked pending."""
         if self.W is None:
-            self.W = like.new_zeros(2 * m, like.numel())
+            self._allocate(like.new_zeros(2 * self.m, like.numel()))
         self._read_pending()  # two updates with no direction between
-        slot = self._pending = self.count % m
+        slot = self._pending = self.count % self.m
         self.count += 1
-        return self._pair(slot)
+        return slot
+
+    def _allocate(self, W: Tensor) -> None:
+        """W and, per ring slot, views of its rows (s, y) made once: indexing a tensor from
+        Python costs microseconds, and these are used every iteration."""
+        self.W, m = W, self.m
+        pairs = W.view(2, m, -1)
+        self._views = [(pairs[:, j], W[j], W[m + j]) for j in range(m)]
+        self._WT = W.T
 
     def _pair(self, slot: int) -> Tensor:
-        assert self.W is not None
-        return self.W.view(2, self.m, -1)[:, slot]  # rows s, y of a ring slot
+        return self._views[slot][0]  # rows s, y of a ring slot, as a 2 × n view
 
     def _read_pending(self) -> None:
         if self._pending is not None:
@@ -275,9 +287,10 @@ class LBFGS(Method):
         sy, yy = products[slot, 1], products[m + slot, 1]
         SY[:-1, :-1], YY[:-1, :-1] = SY[1:, 1:], YY[1:, 1:]  # the oldest pair leaves
         if sy > 0 and yy > 0 and np.isfinite(products).all():
+            Y_rows = products[self._times_y[self.count % m]]
             SY[:, -1] = products[time, 1]  # s_i·y_new
-            SY[-1, :] = products[m + time, 0]  # s_new·y_j
-            YY[:, -1] = YY[-1, :] = products[m + time, 1]
+            SY[-1, :] = Y_rows[:, 0]  # s_new·y_j
+            YY[:, -1] = YY[-1, :] = Y_rows[:, 1]
             self.gamma = float(sy / yy)
         else:  # rounding broke yᵀs > 0, or overflow: drop the pair (a zero pair is unused)
             self._pair(slot).zero_()
@@ -299,20 +312,22 @@ class LBFGS(Method):
         m, slot = self.m, self._pending
         if slot is None:
             p = _host(torch.mv(self.W, g))
-        else:  # W[g s y]: p and the new pair's products in one pass over W, one read
-            both = _host(torch.mm(self.W, torch.cat([g[None], self._pair(slot)]).T))
+        else:  # [g s y]ᵀWᵀ: p and the new pair's products in one pass over W, one read
+            _, s, y = self._views[slot]
+            both = _host(torch.mm(torch.stack([g, s, y]), self._WT)).T
             p = both[:, 0]
             self._absorb(slot, both[:, 1:])
         assert self._factors is not None
         R_inv, K = self._factors
-        time, gamma = self._times[self.count % m], self.gamma
+        k, gamma = self.count % m, self.gamma
+        time, time_y = self._times[k], self._times_y[k]
         q = np.empty(2 * m)
         with np.errstate(all="ignore"):  # a non-finite gᵀd makes the solver restart along −g
             u = R_inv @ p[time]  # R⁻¹Sᵀg
-            q[time] = R_inv.T @ (K @ u - gamma * p[m + time])  # S-coefficients of Hg − γg
-            q[m + time] = -gamma * u  # Y-coefficients
+            q[time] = R_inv.T @ (K @ u - gamma * p[time_y])  # S-coefficients of Hg − γg
+            q[time_y] = -gamma * u  # Y-coefficients
             gtd = float(-gamma * gg - p @ q)
-        return torch.addmv(g, self.W.T, _device(q, g), beta=-gamma, alpha=-1), gtd
+        return torch.addmv(g, self._WT, _device(q, g), beta=-gamma, alpha=-1), gtd
 
     def state_dict(self) -> dict[str, Any]:
         self._read_pending()  # fold the unread products in (one read, at save time)
@@ -325,7 +340,9 @@ class LBFGS(Method):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.W, self.count, self.gamma = state["W"], int(state["count"]), float(state["gamma"])
+        self.W, self.count, self.gamma = None, int(state["count"]), float(state["gamma"])
+        if state["W"] is not None:
+            self._allocate(state["W"])
         shape = (self.m, self.m)
         self.SY = np.array(state["SY"].tolist(), dtype=np.float64).reshape(shape)
         self.YY = np.array(state["YY"].tolist(), dtype=np.float64).reshape(shape)
@@ -339,6 +356,8 @@ def _device(values: np.ndarray, like: Tensor) -> Tensor:
     """Host numbers onto `like`'s device and dtype. On a GPU through pinned memory, so the
     copy is queued without waiting for the stream (a pageable copy may synchronise)."""
     host = torch.from_numpy(values)
+    if like.dtype == torch.float64 and like.device.type == "cpu":
+        return host  # already there: no copy
     if like.device.type == "cuda":
         host = host.pin_memory()  # the caching host allocator keeps it until the copy is done
     return host.to(like.device, like.dtype, non_blocking=True)
