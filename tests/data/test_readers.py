@@ -184,3 +184,18 @@ def test_unknown_format_and_folders(tmp_path):
     (tmp_path / "d.csv").mkdir()
     with pytest.raises(DataError, match="folder"):
         read_file(tmp_path / "d.csv")
+
+
+@pytest.mark.parametrize(
+    ("features", "labels", "what"),
+    [
+        ([[1.0, 2.0], [3.0, 4.0]], [1e39, 0.5], "labels"),
+        ([[1e300, 2.0], [3.0, 4.0]], [0.5, 1.5], "features"),
+    ],
+)
+def test_values_beyond_float32_are_refused_not_turned_into_inf(tmp_path, features, labels, what):
+    """float64 files are stored as float32; found by the fuzz test (a cast warning escaped)."""
+    path = tmp_path / "big.npy"
+    np.save(path, np.column_stack([np.array(features), np.array(labels)]))
+    with pytest.raises(DataError, match=f"big.npy.*{what} exceed the float32 range"):
+        read_npy(path)

@@ -60,6 +60,9 @@ class Dataset:
         return digest.hexdigest()[:16]
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def make_dataset(
     X: np.ndarray,
     y: np.ndarray,
@@ -97,6 +100,14 @@ def make_dataset(
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             bad = int(np.flatnonzero((~np.isfinite(array.reshape(len(array), -1))).any(1))[0])
             raise DataError(f"{what} contain NaN or inf (first in sample {bad})", source=src)
+        if array.size and array.dtype.itemsize > 4 and np.abs(array).max() > FLOAT32_MAX:
+            # stored as float32 (labels too, for regression): larger values would become inf
+            where = np.abs(array.reshape(len(array), -1)).max(1) > FLOAT32_MAX
+            raise DataError(
+                f"{what} exceed the float32 range (±{FLOAT32_MAX:.3g}; first in sample "
+                f"{int(np.flatnonzero(where)[0])})",
+                source=src,
+            )
     if task is None:
         integral = np.issubdtype(y.dtype, np.integer) or bool(np.all(np.mod(y, 1) == 0))
         # integral labels with few distinct values are classes (diabetes' integer targets are not)
