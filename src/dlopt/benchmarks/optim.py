@@ -153,6 +153,22 @@ def _ours(problem: Problem, method: str) -> dict[str, float]:
     }
 
 
+def _counting_closure(
+    optimizer: torch.optim.Optimizer, fun: Callable[[Tensor], Tensor], x: Tensor
+) -> tuple[Callable[[], Tensor], list[int]]:
+    """torch's closure convention, counting its calls (each one f+∇f evaluation)."""
+    calls = [0]
+
+    def closure() -> Tensor:
+        calls[0] += 1
+        optimizer.zero_grad()
+        loss = fun(x)
+        loss.backward()
+        return loss
+
+    return closure, calls
+
+
 def _torch_lbfgs(problem: Problem) -> dict[str, float]:
     x = problem.x0.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS(
@@ -165,14 +181,7 @@ def _torch_lbfgs(problem: Problem) -> dict[str, float]:
         tolerance_change=0.0,
         line_search_fn="strong_wolfe",
     )
-    calls = [0]
-
-    def closure() -> Tensor:
-        calls[0] += 1
-        optimizer.zero_grad()
-        loss = problem.fun(x)
-        loss.backward()
-        return loss
+    closure, calls = _counting_closure(optimizer, problem.fun, x)
 
     synchronize(x.device)
     start = time.perf_counter()
@@ -197,14 +206,7 @@ def _torch_lbfgs_defaults(problem: Problem, max_steps: int = 2000) -> dict[str, 
     a call finds ‖∇f‖∞ ≤ 1e-5 at its first evaluation — the loop a user writes around it."""
     x = problem.x0.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([x], tolerance_grad=GTOL)
-    calls = [0]
-
-    def closure() -> Tensor:
-        calls[0] += 1
-        optimizer.zero_grad()
-        loss = problem.fun(x)
-        loss.backward()
-        return loss
+    closure, calls = _counting_closure(optimizer, problem.fun, x)
 
     synchronize(x.device)
     start = time.perf_counter()
