@@ -113,3 +113,15 @@ def test_success_only_when_the_stated_test_held():
     result = minimize(PROBLEMS[1].torch_f, torch.tensor(PROBLEMS[1].x0), method="cg", max_iter=3)
     assert result.status is Status.MAX_ITER and not result.success
     assert result.grad_norm > 1e-5 and math.isfinite(result.fun)
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "cg", "bfgs"])
+def test_float32_rosenbrock_converges_with_a_float32_tolerance(method):
+    """float32 end to end (L-BFGS's small algebra runs in float64 on the host; its
+    coefficients come back in float32); tol 1e-3, as SciPy advises for float32 gradients."""
+    from .problems import extended_rosenbrock, rosenbrock_x0
+
+    x0 = torch.tensor(rosenbrock_x0(100), dtype=torch.float32)
+    result = minimize(extended_rosenbrock, x0, method=method, tol=1e-3, max_iter=5000)
+    assert result.success and result.x.dtype == torch.float32, result.message
+    torch.testing.assert_close(result.x, torch.ones(100), atol=5e-3, rtol=0)
