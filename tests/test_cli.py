@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from dlopt.benchmarks import run_benchmark
 from dlopt.cli import main
@@ -106,8 +107,19 @@ def test_bench_lists_and_runs_with_finite_ratios(capsys):
         ["train", "x.toml", "--epochs", "3"],
         ["reproduce", "--only", "Q7"],
         ["bench", "--repeats", "0"],
+        ["bench", "optim", "--device", "bogus"],
+        ["bench", "linear", "--device", "meta"],  # a real device, but not one linear runs on
     ],
 )
 def test_usage_errors_are_one_line(argv, capsys):
     assert main(argv) == 2
     assert_one_error_line(capsys.readouterr().err)
+
+
+def test_bench_on_cuda_without_a_gpu_is_a_clear_error(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["bench", "optim", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert_one_error_line(err)
+    assert "CUDA is not available" in err
