@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.optimize
@@ -27,7 +28,7 @@ from torch import Tensor
 from dlopt.benchmarks.harness import BenchReport, Timing, benchmark, synchronize
 from dlopt.data import load_bundled, split_dataset
 from dlopt.optim import minimize
-from dlopt.optim.objective import Evaluation, FunctionObjective
+from dlopt.optim.objective import FunctionObjective
 
 GTOL = 1e-5
 ROSENBROCK = (2, 100, 1000, 10000)
@@ -95,20 +96,32 @@ def _numpy(fun: Callable[[Tensor], Tensor]) -> tuple[Callable, Callable, Callabl
     return f, grad, hessp
 
 
+def _clocked(call: Callable, inside: list[float]) -> Callable:
+    """`call`, adding the seconds spent in it to inside[0] (a plain function, so it also
+    works as a method patched onto a class)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            inside[0] += time.perf_counter() - start
+
+    return run
+
+
+def _wall(call: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """(result, seconds) of `call`, with the device's queued work included."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = call()
+    synchronize(device)
+    return result, time.perf_counter() - start
+
+
 def _scipy(problem: Problem, method: str) -> dict[str, float]:
     inside = [0.0]  # seconds spent in the objective's callbacks
-
-    def timed(call: Callable) -> Callable:
-        def run(*args: np.ndarray) -> object:
-            start = time.perf_counter()
-            try:
-                return call(*args)
-            finally:
-                inside[0] += time.perf_counter() - start
-
-        return run
-
-    f, grad, hessp = (timed(call) for call in _numpy(problem.fun))
+    f, grad, hessp = (_clocked(call, inside) for call in _numpy(problem.fun))
     options: dict[str, float] = {"maxiter": 20_000}
     if method == "L-BFGS-B":
         options.update(gtol=GTOL, ftol=0.0)
@@ -138,11 +151,10 @@ def _scipy(problem: Problem, method: str) -> dict[str, float]:
 
 
 def _ours(problem: Problem, method: str) -> dict[str, float]:
-    synchronize(problem.x0.device)
-    start = time.perf_counter()
-    res = minimize(problem.fun, problem.x0, method=method, tol=GTOL, max_iter=20_000)
-    synchronize(problem.x0.device)
-    seconds = time.perf_counter() - start
+    res, seconds = _wall(
+        lambda: minimize(problem.fun, problem.x0, method=method, tol=GTOL, max_iter=20_000),
+        problem.x0.device,
+    )
     return {
         "ok": res.success,
         "nit": res.nit,
@@ -183,11 +195,7 @@ def _torch_lbfgs(problem: Problem) -> dict[str, float]:
     )
     closure, calls = _counting_closure(optimizer, problem.fun, x)
 
-    synchronize(x.device)
-    start = time.perf_counter()
-    optimizer.step(closure)
-    synchronize(x.device)
-    seconds = time.perf_counter() - start
+    _, seconds = _wall(lambda: optimizer.step(closure), x.device)
     gnorm = float(x.grad.abs().max()) if x.grad is not None else float("nan")
     nit = optimizer.state[x].get("n_iter", 0)
     return {
@@ -208,16 +216,15 @@ def _torch_lbfgs_defaults(problem: Problem, max_steps: int = 2000) -> dict[str, 
     optimizer = torch.optim.LBFGS([x], tolerance_grad=GTOL)
     closure, calls = _counting_closure(optimizer, problem.fun, x)
 
-    synchronize(x.device)
-    start = time.perf_counter()
-    steps = 0
-    for steps in range(1, max_steps + 1):  # noqa: B007  (steps is the count afterwards)
-        before = calls[0]
-        optimizer.step(closure)
-        if calls[0] - before == 1:  # it stopped at its first evaluation: converged (or NaN)
-            break
-    synchronize(x.device)
-    seconds = time.perf_counter() - start
+    def run() -> int:
+        for steps in range(1, max_steps + 1):
+            before = calls[0]
+            optimizer.step(closure)
+            if calls[0] - before == 1:  # it stopped at its first evaluation: converged (or NaN)
+                return steps
+        return max_steps
+
+    steps, seconds = _wall(run, x.device)
     with torch.enable_grad():  # the gradient at the final x, outside the timing
         (g,) = torch.autograd.grad(problem.fun(x), x)
     gnorm = float(g.abs().max())
@@ -233,14 +240,7 @@ def _torch_lbfgs_defaults(problem: Problem, max_steps: int = 2000) -> dict[str, 
 
 def _median_seconds(call: Callable[[], object], device: torch.device, repeats: int = 30) -> float:
     call()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        call()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(_wall(call, device)[1] for _ in range(repeats))
 
 
 def hvp_costs(problem: Problem) -> dict[str, float]:
@@ -273,23 +273,35 @@ def hvp_costs(problem: Problem) -> dict[str, float]:
     }
 
 
-def overhead_per_iteration(problem: Problem, method: str) -> float:
+def _vs_torch_note(vs_torch: list[float], vs_defaults: list[float]) -> str:
+    return (
+        f"L-BFGS wall time, dlopt / torch.optim.LBFGS (strong Wolfe, history 10): median "
+        f"{statistics.median(vs_torch):.2f}, max {max(vs_torch):.2f}; / torch.optim.LBFGS "
+        f"with its defaults: median {statistics.median(vs_defaults):.2f}, "
+        f"max {max(vs_defaults):.2f}"
+    )
+
+
+def hvp_notes(by_name: dict[str, Problem]) -> list[str]:
+    notes = []
+    for name in ("logreg-digits", "mlp-64-32-10"):
+        costs = hvp_costs(by_name[name])
+        notes.append(
+            f"Hv cost on {name} (one f+∇f = {costs.pop('f+grad') * 1e3:.2f} ms): "
+            + ", ".join(f"{k} {v:.2f}×" for k, v in costs.items())
+        )
+    return notes
+
+
+def overhead_per_iteration(problem: Problem, method: str, runs: int = 15) -> float:
     """Seconds per iteration outside the objective: (run time − time inside every f+∇f
-    evaluation, measured in the loop) / iterations; the best of three runs."""
+    evaluation, measured in the loop) / iterations; the best of `runs` runs."""
     inside = [0.0]
     evaluate = FunctionObjective.evaluate
-
-    def timed(self: FunctionObjective, x: Tensor, create_graph: bool = False) -> Evaluation:
-        start = time.perf_counter()
-        try:
-            return evaluate(self, x, create_graph)
-        finally:
-            inside[0] += time.perf_counter() - start
-
-    FunctionObjective.evaluate = timed  # type: ignore[method-assign]
+    FunctionObjective.evaluate = _clocked(evaluate, inside)  # type: ignore[method-assign]
     try:
         best = math.inf
-        for _ in range(15):
+        for _ in range(runs):
             inside[0] = 0.0
             run = _ours(problem, method)
             best = min(best, (run["seconds"] - inside[0]) / max(run["nit"], 1))
@@ -315,7 +327,8 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
     lbfgs_vs_torch: list[float] = []
     lbfgs_vs_defaults: list[float] = []
     timings = []
-    for problem in problems():
+    every = problems()  # built once: loading and splitting digits is not free
+    for problem in every:
         n = problem.x0.numel()
         for ours, theirs in PAIRS:
             if ours == "bfgs" and n > 2000:
@@ -370,19 +383,9 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
                 f"{max(values):.2f} over {len(values)} problems"
             )
     notes.append(f"dlopt failed where scipy converged: {converge_gaps or 'nowhere'}")
-    notes.append(
-        f"L-BFGS wall time, dlopt / torch.optim.LBFGS (strong Wolfe, history 10): median "
-        f"{statistics.median(lbfgs_vs_torch):.2f}, max {max(lbfgs_vs_torch):.2f}; "
-        f"/ torch.optim.LBFGS with its defaults: median "
-        f"{statistics.median(lbfgs_vs_defaults):.2f}, max {max(lbfgs_vs_defaults):.2f}"
-    )
-    by_name = {p.name: p for p in problems()}
-    for name in ("logreg-digits", "mlp-64-32-10"):
-        costs = hvp_costs(by_name[name])
-        notes.append(
-            f"Hv cost on {name} (one f+∇f = {costs.pop('f+grad') * 1e3:.2f} ms): "
-            + ", ".join(f"{k} {v:.2f}×" for k, v in costs.items())
-        )
+    notes.append(_vs_torch_note(lbfgs_vs_torch, lbfgs_vs_defaults))
+    by_name = {p.name: p for p in every}
+    notes += hvp_notes(by_name)
     notes.append("optimizer time per iteration, objective excluded (best of 15 runs):")
     for name in ("rosenbrock-2", "rosenbrock-100", "rosenbrock-10000", "logreg-digits"):
         parts = []
@@ -433,7 +436,8 @@ def optim_benchmark_on_device(repeats: int, device: torch.device) -> BenchReport
     lbfgs_vs_torch: list[float] = []
     lbfgs_vs_defaults: list[float] = []
     sizes = (*ROSENBROCK[2:], 100_000, 1_000_000)
-    for problem in problems(device, sizes):
+    every = problems(device, sizes)
+    for problem in every:
         runs = {
             "dlopt lbfgs": lambda p=problem: _ours(p, "lbfgs"),
             "dlopt cg": lambda p=problem: _ours(p, "cg"),
@@ -462,18 +466,9 @@ def optim_benchmark_on_device(repeats: int, device: torch.device) -> BenchReport
     notes = [
         "",
         f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}",
-        f"L-BFGS wall time, dlopt / torch.optim.LBFGS (strong Wolfe, history 10): median "
-        f"{statistics.median(lbfgs_vs_torch):.2f}, max {max(lbfgs_vs_torch):.2f}; / its "
-        f"defaults: median {statistics.median(lbfgs_vs_defaults):.2f}, "
-        f"max {max(lbfgs_vs_defaults):.2f}",
+        _vs_torch_note(lbfgs_vs_torch, lbfgs_vs_defaults),
     ]
-    by_name = {p.name: p for p in problems(device, ())}
-    for name in ("logreg-digits", "mlp-64-32-10"):
-        costs = hvp_costs(by_name[name])
-        notes.append(
-            f"Hv cost on {name} (one f+∇f = {costs.pop('f+grad') * 1e3:.2f} ms): "
-            + ", ".join(f"{k} {v:.2f}×" for k, v in costs.items())
-        )
+    notes += hvp_notes({p.name: p for p in every})
     return BenchReport(
         f"Second-order optimizers on {device} vs torch.optim.LBFGS (float64, ‖∇f‖∞ ≤ 1e-5)",
         "run",
