@@ -5,6 +5,8 @@ import warnings
 import pytest
 import torch
 
+from .optim.problems import extended_rosenbrock
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
@@ -14,9 +16,7 @@ def test_minimize_runs_on_the_gpu(method):
 
     x0 = torch.full((10,), -1.2, dtype=torch.float64, device="cuda")
     x0[1::2] = 1.0
-    result = minimize(
-        lambda x: (100 * (x[1::2] - x[::2] ** 2) ** 2 + (1 - x[::2]) ** 2).sum(), x0, method=method
-    )
+    result = minimize(extended_rosenbrock, x0, method=method)
     assert result.success and result.x.device.type == "cuda"
     assert torch.allclose(result.x.cpu(), torch.ones(10, dtype=torch.float64), atol=1e-4)
 
@@ -45,10 +45,6 @@ def test_trainer_penalties_fold_and_ridge_on_the_gpu():
     assert ridge(X, y, 1.0).coef.device.type == "cuda"
 
 
-def _rosenbrock(x):
-    return (100 * (x[1::2] - x[::2] ** 2) ** 2 + (1 - x[::2]) ** 2).sum()
-
-
 @pytest.mark.parametrize("method", ["lbfgs", "cg"])
 def test_device_synchronisations_per_iteration_on_the_gpu(method):
     """≤ 3 host-device synchronisations per iteration, counted by the CUDA runtime trace
@@ -60,12 +56,12 @@ def test_device_synchronisations_per_iteration_on_the_gpu(method):
 
     x0 = torch.full((1000,), -1.2, dtype=torch.float64, device="cuda")
     x0[1::2] = 1.0
-    minimize(_rosenbrock, x0, method=method)  # warm-up
+    minimize(extended_rosenbrock, x0, method=method)  # warm-up
     torch.cuda.synchronize()
     with warnings.catch_warnings():  # "profiler clears events at the end of each cycle"
         warnings.simplefilter("ignore", UserWarning)
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            result = minimize(_rosenbrock, x0, method=method)
+            result = minimize(extended_rosenbrock, x0, method=method)
     syncs = sum(e.count for e in prof.key_averages() if e.key in SYNC_EVENTS)
     assert result.success
     assert syncs / result.nit <= 3.0, (syncs, result.nit)
@@ -114,7 +110,7 @@ def test_float32_minimize_on_the_gpu():
 
     x0 = torch.full((100,), -1.2, device="cuda")
     x0[1::2] = 1.0
-    result = minimize(_rosenbrock, x0, method="lbfgs", tol=1e-3)
+    result = minimize(extended_rosenbrock, x0, method="lbfgs", tol=1e-3)
     assert result.success and result.x.dtype == torch.float32
     assert torch.allclose(result.x.cpu(), torch.ones(100), atol=1e-2)
 

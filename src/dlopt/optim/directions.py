@@ -131,9 +131,12 @@ class NonlinearCG(Method):
         return -g + beta * self.d_prev, -gg + beta * info.gtd_new
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
-        self.step_taken(d, y, y, info)
+        self._record(d, info)
 
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
+        self._record(d, info)
+
+    def _record(self, d: Tensor, info: StepInfo) -> None:
         self.d_prev, self.info = d, info  # β and the slope need no pair
         self.since_restart += 1
 
@@ -242,7 +245,7 @@ class LBFGS(Method):
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
         if info.curvature_ok:
-            torch.stack([s, y], out=self._next_pair(s))
+            torch.stack([s, y], out=self._pair(self._next_slot(s)))
 
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
         if info.curvature_ok:  # s = t·d and y = g_new − g_old, written straight into W
@@ -250,9 +253,6 @@ class LBFGS(Method):
             _, s, y = self._views[slot]
             torch.mul(d, info.t, out=s)
             torch.sub(g_new, g_old, out=y)
-
-    def _next_pair(self, like: Tensor) -> Tensor:
-        return self._pair(self._next_slot(like))
 
     def _next_slot(self, like: Tensor) -> int:
         """The ring slot the next pair goes to, now marked pending."""
