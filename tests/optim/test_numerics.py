@@ -111,21 +111,89 @@ class SyncCounter:
             monkeypatch.setattr(torch.Tensor, name, counted)
 
 
-@pytest.mark.parametrize("problem", ["rosenbrock-100", "logistic"])
-@pytest.mark.parametrize("method", ["lbfgs", "cg"])
-def test_host_synchronisations_per_iteration(method, problem, monkeypatch):
-    """≤ 3 host reads per iteration on average (torch.optim.LBFGS: 27–43)."""
+def _device_path(monkeypatch):
+    """Run the code a GPU runs on the CPU: on a CPU the solver and L-BFGS otherwise let
+    numpy work on the tensors' memory in place, where a read costs nothing."""
+    from dlopt.optim import directions, solver
+
+    monkeypatch.setattr(directions, "_on_host", lambda tensor: False)
+    monkeypatch.setattr(solver, "_on_host", lambda tensor: False)
+
+
+def _sync_problem(problem):
     from .problems import PROBLEMS, extended_rosenbrock, rosenbrock_x0
 
     if problem == "logistic":
-        fun, x0 = next((p.torch_f, torch.tensor(p.x0)) for p in PROBLEMS if p.name == problem)
-    else:
-        fun, x0 = extended_rosenbrock, torch.tensor(rosenbrock_x0(100))
+        return next((p.torch_f, torch.tensor(p.x0)) for p in PROBLEMS if p.name == problem)
+    return extended_rosenbrock, torch.tensor(rosenbrock_x0(100))
+
+
+@pytest.mark.parametrize("problem", ["rosenbrock-100", "logistic"])
+@pytest.mark.parametrize("method", ["lbfgs", "cg"])
+def test_host_synchronisations_per_iteration(method, problem, monkeypatch):
+    """≤ 3 host reads per iteration on average (torch.optim.LBFGS: 27–43), on the device
+    path."""
+    fun, x0 = _sync_problem(problem)
+    _device_path(monkeypatch)
     counter = SyncCounter(monkeypatch)
     result = minimize(fun, x0, method=method)
     monkeypatch.undo()
     assert result.success
     assert counter.count / result.nit <= 3.0, counter.count / result.nit
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_host_path_computes_the_device_paths_numbers(dtype, monkeypatch):
+    """numpy on the CPU and torch on a device compute the same numbers: an evaluation's
+    f, ‖g‖∞, ‖g‖², gᵀd, gᵀg₀ and an L-BFGS direction from the same memory of pairs."""
+    from dlopt.optim.directions import LBFGS
+    from dlopt.optim.objective import FunctionObjective
+    from dlopt.optim.solver import Solver
+
+    from .problems import extended_rosenbrock, rosenbrock_x0
+
+    torch.manual_seed(0)
+    n = 100
+    x = torch.tensor(rosenbrock_x0(n), dtype=dtype)
+    method = LBFGS(history_size=5)
+    method.uses_g_dot_old = True  # have every number computed
+    solver = Solver(method, FunctionObjective(extended_rosenbrock, x.shape))
+    it = solver.start(x)
+    solver.run(it, max_iter=8)  # 8 pairs: the ring buffer has wrapped
+    g_old = torch.randn(n, dtype=dtype)
+    d = torch.randn(n, dtype=dtype)
+    point_on = x + 0.01 * torch.randn(n, dtype=dtype)
+    state = method.state_dict()
+    method.load_state_dict(state)
+    pending_g = torch.randn(n, dtype=dtype)
+
+    def numbers():
+        _, point = solver.evaluate(point_on, d, 0.5, g_old)
+        fresh = LBFGS(history_size=5)
+        fresh.load_state_dict(state)
+        direction, gtd = fresh.direction(pending_g, None, float(pending_g @ pending_g))
+        return [point.f, point.gnorm, point.gg, point.gtd, point.g_dot_old, gtd], direction
+
+    host, d_host = numbers()
+    _device_path(monkeypatch)
+    device, d_device = numbers()
+    rtol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert host == pytest.approx(device, rel=rtol)
+    torch.testing.assert_close(d_host, d_device, rtol=rtol, atol=rtol * d_device.abs().max())
+
+
+@pytest.mark.parametrize("problem", ["rosenbrock-100", "logistic"])
+@pytest.mark.parametrize("method", ["lbfgs", "cg", "bfgs"])
+def test_the_host_path_and_the_device_path_reach_the_same_minimizer(method, problem, monkeypatch):
+    """End to end: the two paths differ only in rounding (dot products summed in another
+    order), so both converge, to the same x, with evaluation counts in the same range."""
+    fun, x0 = _sync_problem(problem)
+    host = minimize(fun, x0, method=method, max_iter=5000)
+    _device_path(monkeypatch)
+    device = minimize(fun, x0, method=method, max_iter=5000)
+    assert host.success and device.success
+    assert abs(host.nfev - device.nfev) <= max(5, 0.5 * device.nfev), (host.nfev, device.nfev)
+    torch.testing.assert_close(host.x, device.x, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("method", ["gd", "cg", "bfgs", "lbfgs"])

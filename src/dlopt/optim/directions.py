@@ -21,7 +21,7 @@ from torch import Tensor
 from dlopt.optim.objective import Evaluation
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StepInfo:
     """Host numbers of an accepted step x → x + t·d, known without a device read."""
 
@@ -54,6 +54,10 @@ class Method:
     unit_step = True  # try t = 1 after the first iteration (Newton-like scaling)
     scaled = False  # the direction has the right length from the start (Newton): t = 1 always
     uses_g_dot_old = False  # reads StepInfo.g_dot_old (each evaluation then computes it)
+    # on the CPU, compute an evaluation's numbers in numpy, as the method's own host algebra
+    # does: one library's code in the cache instead of two (measured: L-BFGS −25 % overhead per
+    # iteration with it, CG +5–18 % — CG's direction is one torch expression)
+    numpy_on_host = False
 
     def reset(self) -> None:
         """Forget what was learned (after a failed line search or a bad direction)."""
@@ -218,10 +222,13 @@ class LBFGS(Method):
     the new pair's products — then forms q = Mp and gᵀd = −γ‖g‖² − pᵀq on the host and
     d = −γg − Wᵀq on the device. Per iteration: two passes over W, six device operations and
     one host read, which replaces the read of gᵀd the other methods need. Unused slots hold
-    zero pairs; they get a unit diagonal in R and contribute nothing.
+    zero pairs; they get a unit diagonal in R and contribute nothing. On the CPU the device
+    operations are numpy calls on W's memory (a quarter less overhead per iteration than
+    torch's, measured A/B in one process).
     """
 
     name = "lbfgs"
+    numpy_on_host = True
 
     def __init__(self, history_size: int = 10) -> None:
         self.m = history_size
@@ -236,6 +243,7 @@ class LBFGS(Method):
     def reset(self) -> None:
         m = self.m
         self.W: Tensor | None = None  # [S; Y] on the device; rows i and m + i hold pair i
+        self._host_W: np.ndarray | None = None
         self.SY = np.zeros((m, m))  # s_i·y_j, time order (oldest first; unused rows zero)
         self.YY = np.zeros((m, m))  # y_i·y_j, time order
         self.count = 0
@@ -250,6 +258,11 @@ class LBFGS(Method):
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
         if info.curvature_ok:  # s = t·d and y = g_new − g_old, written straight into W
             slot = self._next_slot(d)
+            if self._host_W is not None:  # numpy on the same memory: a third of torch's cost
+                Wn, m = self._host_W, self.m
+                np.multiply(d.numpy(), info.t, out=Wn[slot])
+                np.subtract(g_new.numpy(), g_old.numpy(), out=Wn[m + slot])
+                return
             _, s, y = self._views[slot]
             torch.mul(d, info.t, out=s)
             torch.sub(g_new, g_old, out=y)
@@ -270,6 +283,9 @@ class LBFGS(Method):
         pairs = W.view(2, m, -1)
         self._views = [(pairs[:, j], W[j], W[m + j]) for j in range(m)]
         self._WT = W.T
+        # on the CPU, W's memory seen by numpy: its calls cost about a microsecond where
+        # torch's dispatcher costs three to five, and at small n that is the whole overhead
+        self._host_W = W.numpy() if _on_host(W) else None
 
     def _pair(self, slot: int) -> Tensor:
         return self._views[slot][0]  # rows s, y of a ring slot, as a 2 × n view
@@ -309,12 +325,17 @@ class LBFGS(Method):
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
         if self.W is None:
             return -g, -gg
-        m, slot = self.m, self._pending
+        m, slot, Wn = self.m, self._pending, self._host_W
         if slot is None:
-            p = _host(torch.mv(self.W, g))
+            with np.errstate(all="ignore"):
+                p = _float64(Wn.dot(g.numpy())) if Wn is not None else _host(torch.mv(self.W, g))
         else:  # [g s y]ᵀWᵀ: p and the new pair's products in one pass over W, one read
-            _, s, y = self._views[slot]
-            both = _host(torch.mm(torch.stack([g, s, y]), self._WT)).T
+            if Wn is not None:
+                with np.errstate(all="ignore"):  # overflow: _absorb drops the pair
+                    both = _float64(np.array((g.numpy(), Wn[slot], Wn[m + slot])).dot(Wn.T)).T
+            else:
+                _, s, y = self._views[slot]
+                both = _host(torch.mm(torch.stack([g, s, y]), self._WT)).T
             p = both[:, 0]
             self._absorb(slot, both[:, 1:])
         assert self._factors is not None
@@ -323,10 +344,14 @@ class LBFGS(Method):
         time, time_y = self._times[k], self._times_y[k]
         q = np.empty(2 * m)
         with np.errstate(all="ignore"):  # a non-finite gᵀd makes the solver restart along −g
-            u = R_inv @ p[time]  # R⁻¹Sᵀg
-            q[time] = R_inv.T @ (K @ u - gamma * p[time_y])  # S-coefficients of Hg − γg
+            u = R_inv.dot(p[time])  # R⁻¹Sᵀg (.dot: half the cost of @ on these sizes)
+            q[time] = (K.dot(u) - gamma * p[time_y]).dot(R_inv)  # S-coefficients of Hg − γg
             q[time_y] = -gamma * u  # Y-coefficients
-            gtd = float(-gamma * gg - p @ q)
+            gtd = float(-gamma * gg - p.dot(q))
+            if Wn is not None:  # d = −γg − Wᵀq
+                d = q.astype(Wn.dtype, copy=False).dot(Wn)
+                d += gamma * g.numpy()
+                return torch.from_numpy(np.negative(d, out=d)), gtd
         return torch.addmv(g, self._WT, _device(q, g), beta=-gamma, alpha=-1), gtd
 
     def state_dict(self) -> dict[str, Any]:
@@ -365,5 +390,13 @@ def _device(values: np.ndarray, like: Tensor) -> Tensor:
 
 def _host(t: Tensor) -> np.ndarray:
     """A device tensor's values on the host in float64 (one blocking transfer on a GPU)."""
-    values = t.cpu().numpy()
+    return _float64(t.cpu().numpy())
+
+
+def _float64(values: np.ndarray) -> np.ndarray:
     return values if values.dtype == np.float64 else values.astype(np.float64)
+
+
+def _on_host(t: Tensor) -> bool:
+    """Whether numpy can work on `t`'s memory in place: a CPU float32/float64 tensor."""
+    return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)

@@ -1,8 +1,13 @@
 """The iteration shared by minimize() and the optimizer classes: direction, line search, update.
 
 Host reads: one per objective evaluation — f, ∇fᵀd, ‖∇f‖∞, ‖∇f‖² and ∇fᵀ∇f₀ in a single
-transfer — and, for L-BFGS, BFGS and the Newton methods, one per iteration for the slope ∇fᵀd
-of the new direction. Gradient descent and nonlinear CG know their slope on the host already.
+transfer — and one per iteration for the new direction: its slope ∇fᵀd (BFGS and the Newton
+methods), or the products L-BFGS's host algebra needs, slope included. Gradient descent and
+nonlinear CG know their slope on the host already.
+
+On the CPU there is nothing to transfer, and what costs is the number of library calls: an
+evaluation's numbers for L-BFGS, whose host algebra is numpy, are computed in numpy on the
+gradient's memory (see ``Method.numpy_on_host``).
 """
 
 from __future__ import annotations
@@ -11,16 +16,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from dlopt.optim.directions import Method, NonlinearCG, StepInfo
+from dlopt.optim.directions import Method, NonlinearCG, StepInfo, _on_host
 from dlopt.optim.line_search import LineSearchResult, Point, backtracking, strong_wolfe
 from dlopt.optim.objective import Evaluation, Objective
 from dlopt.optim.result import Status
 
 
-@dataclass
+@dataclass(slots=True)
 class Iterate:
     x: Tensor
     at: Evaluation
@@ -69,6 +75,8 @@ class Solver:
         curvature = self.method.needs_curvature or self.line_search == "exact"
         at = self.objective.evaluate(x, create_graph=curvature)
         g = at.g
+        if self.method.numpy_on_host and _on_host(g):  # numpy on the same memory
+            return at, self._point_on_host(at, d, t, g_old)
         low, high = torch.aminmax(g)  # ‖g‖∞ = max(−min, max): one pass, faster than abs().max()
         parts = [at.f.to(g.dtype), low, high, torch.dot(g, g)]  # torch.dot: no Python-level @
         if d is not None:
@@ -79,6 +87,21 @@ class Solver:
         gnorm = max(-g_min, g_max) if g_min == g_min and g_max == g_max else math.nan
         gtd, g_dot_old = [*rest, 0.0, 0.0][:2]
         return at, Point(t, f, gtd, g, gnorm, at.f, gg, g_dot_old)
+
+    def _point_on_host(
+        self, at: Evaluation, d: Tensor | None, t: float, g_old: Tensor | None
+    ) -> Point:
+        """`evaluate`'s numbers, for a gradient numpy can read in place (the same values)."""
+        g = at.g.numpy()
+        gtd = g_dot_old = 0.0
+        with np.errstate(all="ignore"):  # inf and NaN are reported, as on the device
+            gg = float(g.dot(g))
+            gnorm = float(np.abs(g).max()) if g.size else 0.0
+            if d is not None:
+                gtd = float(g.dot(d.numpy()))
+                if g_old is not None and self.method.uses_g_dot_old:
+                    g_dot_old = float(g.dot(g_old.numpy()))
+        return Point(t, at.f.item(), gtd, at.g, gnorm, at.f, gg, g_dot_old)
 
     def start(self, x: Tensor) -> Iterate:
         at, point = self.evaluate(x)
