@@ -325,14 +325,19 @@ class LBFGS(Method):
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
         if self.W is None:
             return -g, -gg
+        # one errstate for the whole algebra (each costs ~2 µs): an overflow in the products
+        # makes _absorb drop the pair, a non-finite gᵀd makes the solver restart along −g
+        with np.errstate(all="ignore"):
+            return self._direction(g, gg)
+
+    def _direction(self, g: Tensor, gg: float) -> tuple[Tensor, float]:
         m, slot, Wn = self.m, self._pending, self._host_W
+        assert self.W is not None
         if slot is None:
-            with np.errstate(all="ignore"):
-                p = _float64(Wn.dot(g.numpy())) if Wn is not None else _host(torch.mv(self.W, g))
+            p = _float64(Wn.dot(g.numpy())) if Wn is not None else _host(torch.mv(self.W, g))
         else:  # [g s y]ᵀWᵀ: p and the new pair's products in one pass over W, one read
             if Wn is not None:
-                with np.errstate(all="ignore"):  # overflow: _absorb drops the pair
-                    both = _float64(np.array((g.numpy(), Wn[slot], Wn[m + slot])).dot(Wn.T)).T
+                both = _float64(np.array((g.numpy(), Wn[slot], Wn[m + slot])).dot(Wn.T)).T
             else:
                 _, s, y = self._views[slot]
                 both = _host(torch.mm(torch.stack([g, s, y]), self._WT)).T
@@ -343,15 +348,14 @@ class LBFGS(Method):
         k, gamma = self.count % m, self.gamma
         time, time_y = self._times[k], self._times_y[k]
         q = np.empty(2 * m)
-        with np.errstate(all="ignore"):  # a non-finite gᵀd makes the solver restart along −g
-            u = R_inv.dot(p[time])  # R⁻¹Sᵀg (.dot: half the cost of @ on these sizes)
-            q[time] = (K.dot(u) - gamma * p[time_y]).dot(R_inv)  # S-coefficients of Hg − γg
-            q[time_y] = -gamma * u  # Y-coefficients
-            gtd = float(-gamma * gg - p.dot(q))
-            if Wn is not None:  # d = −γg − Wᵀq
-                d = q.astype(Wn.dtype, copy=False).dot(Wn)
-                d += gamma * g.numpy()
-                return torch.from_numpy(np.negative(d, out=d)), gtd
+        u = R_inv.dot(p[time])  # R⁻¹Sᵀg (.dot: half the cost of @ on these sizes)
+        q[time] = (K.dot(u) - gamma * p[time_y]).dot(R_inv)  # S-coefficients of Hg − γg
+        q[time_y] = -gamma * u  # Y-coefficients
+        gtd = float(-gamma * gg - p.dot(q))
+        if Wn is not None:  # d = −γg − Wᵀq
+            d = q.astype(Wn.dtype, copy=False).dot(Wn)
+            d += gamma * g.numpy()
+            return torch.from_numpy(np.negative(d, out=d)), gtd
         return torch.addmv(g, self._WT, _device(q, g), beta=-gamma, alpha=-1), gtd
 
     def state_dict(self) -> dict[str, Any]:
