@@ -76,3 +76,12 @@ PROBLEMS = [
     _quadratic(),
     Problem("himmelblau", himmelblau, np.array([0.5, 0.5])),
 ]
+
+
+def device_path(monkeypatch) -> None:
+    """Run the code a GPU runs, on the CPU: there the solver and L-BFGS otherwise let numpy
+    work on the tensors' memory in place (their host path)."""
+    from dlopt.optim import directions, solver
+
+    monkeypatch.setattr(directions, "_on_host", lambda tensor: False)
+    monkeypatch.setattr(solver, "_on_host", lambda tensor: False)

@@ -10,6 +10,8 @@ import torch
 
 from dlopt.optim import Status, minimize
 
+from .problems import device_path as _device_path
+
 METHODS = ["newton", "newton-cg", "cg", "bfgs", "lbfgs"]
 DOCUMENTED = set(Status)
 
@@ -109,15 +111,6 @@ class SyncCounter:
                 return _original(tensor, *args, **kwargs)
 
             monkeypatch.setattr(torch.Tensor, name, counted)
-
-
-def _device_path(monkeypatch):
-    """Run the code a GPU runs on the CPU: on a CPU the solver and L-BFGS otherwise let
-    numpy work on the tensors' memory in place, where a read costs nothing."""
-    from dlopt.optim import directions, solver
-
-    monkeypatch.setattr(directions, "_on_host", lambda tensor: False)
-    monkeypatch.setattr(solver, "_on_host", lambda tensor: False)
 
 
 def _sync_problem(problem):

@@ -11,7 +11,7 @@ from torch import nn
 from dlopt.optim import BFGS, LBFGS, Newton, NewtonCG, NonlinearCG, Status, minimize
 from dlopt.train import Trainer
 
-from .problems import extended_rosenbrock, rosenbrock_x0
+from .problems import device_path, extended_rosenbrock, rosenbrock_x0
 
 CLASSES = {"lbfgs": LBFGS, "bfgs": BFGS, "cg": NonlinearCG, "newton-cg": NewtonCG, "newton": Newton}
 
@@ -46,10 +46,14 @@ def test_a_step_runs_the_same_solver_as_minimize(name):
     assert state["nfev"] == expected.nfev and state["grad_norm"] <= 1e-5
 
 
+@pytest.mark.parametrize("path", ["host", "device"])
 @pytest.mark.parametrize("name", ["lbfgs", "bfgs", "cg"])
-def test_state_dict_round_trip_continues_exactly(name):
+def test_state_dict_round_trip_continues_exactly(name, path, monkeypatch):
     """Interrupted after 2 steps of 5 iterations, reloaded (weights_only) into a fresh optimizer,
-    the run ends where the uninterrupted one does."""
+    the run ends where the uninterrupted one does — on the CPU's numpy path and on the path a
+    GPU takes."""
+    if path == "device":
+        device_path(monkeypatch)
 
     def run(split):
         params = _params()
