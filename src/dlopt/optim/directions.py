@@ -55,7 +55,7 @@ class Method:
     scaled = False  # the direction has the right length from the start (Newton): t = 1 always
     uses_g_dot_old = False  # reads StepInfo.g_dot_old (each evaluation then computes it)
     # on the CPU, compute an evaluation's numbers in numpy, as the method's own host algebra
-    # does: one library's code in the cache instead of two (measured: L-BFGS −25 % overhead per
+    # does: one library's code in the cache instead of two (measured: L-BFGS −30 % overhead per
     # iteration with it, CG +5–18 % — CG's direction is one torch expression)
     numpy_on_host = False
 
@@ -223,7 +223,7 @@ class LBFGS(Method):
     d = −γg − Wᵀq on the device. Per iteration: two passes over W, six device operations and
     one host read, which replaces the read of gᵀd the other methods need. Unused slots hold
     zero pairs; they get a unit diagonal in R and contribute nothing. On the CPU the device
-    operations are numpy calls on W's memory (a quarter less overhead per iteration than
+    operations are numpy calls on W's memory (about 30 % less overhead per iteration than
     torch's, measured A/B in one process).
     """
 
