@@ -132,7 +132,8 @@ class NonlinearCG(Method):
             beta = max(beta, 0.0)
         if not math.isfinite(beta):
             beta = 0.0
-        return -g + beta * self.d_prev, -gg + beta * info.gtd_new
+        # two kernels (−g, then one fused add), not three: each is a launch on a GPU
+        return torch.add(-g, self.d_prev, alpha=beta), -gg + beta * info.gtd_new
 
     def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
         self._record(d, info)
