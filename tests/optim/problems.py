@@ -83,5 +83,5 @@ def device_path(monkeypatch) -> None:
     work on the tensors' memory in place (their host path)."""
     from dlopt.optim import directions, solver
 
-    monkeypatch.setattr(directions, "_on_host", lambda tensor: False)
-    monkeypatch.setattr(solver, "_on_host", lambda tensor: False)
+    monkeypatch.setattr(directions, "on_host", lambda tensor: False)
+    monkeypatch.setattr(solver, "on_host", lambda tensor: False)

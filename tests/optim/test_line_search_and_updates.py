@@ -101,10 +101,12 @@ def _two_loop(S, Y, g):
     return -q
 
 
-def _info(s, y):
-    """StepInfo whose sᵀy equals s·y (t = 1, gᵀd = −1 before the step)."""
+def _learn(method, s, y):
+    """The step x → x + s (t = 1, d = s) with gradient change y (g: 0 → y), gᵀd = −1 before it,
+    so that the step's sᵀy equals s·y."""
     sy = float(s @ y)
-    return StepInfo(1.0, -1.0, sy - 1.0, 1.0, 1.0, 0.0, 2.2e-16)
+    info = StepInfo(1.0, -1.0, sy - 1.0, 1.0, 1.0, 0.0, 2.2e-16)
+    method.step_taken(s, torch.zeros_like(y), y, info)
 
 
 def _pairs(n, k, seed):
@@ -121,7 +123,7 @@ def test_compact_lbfgs_equals_the_two_loop_recursion(n, k, m, seed):
     S, Y, g = _pairs(n, k, seed)
     method = LBFGS(history_size=m)
     for s, y in zip(S, Y, strict=True):
-        method.update(s, y, -s, _info(s, y))
+        _learn(method, s, y)
     at = Evaluation(torch.zeros(()), g)
     expected = _two_loop(S[-m:], Y[-m:], g)
     direction, slope = method.direction(g, at, float(g @ g))
@@ -136,11 +138,11 @@ def test_quasi_newton_inverse_hessians_stay_positive_definite(n, k, seed):
     S, Y, _ = _pairs(n, k, seed)
     bfgs, lbfgs = BFGS(), LBFGS(history_size=5)
     for s, y in zip(S, Y, strict=True):
-        bfgs.update(s, y, -s, _info(s, y))
-        lbfgs.update(s, y, -s, _info(s, y))
+        _learn(bfgs, s, y)
+        _learn(lbfgs, s, y)
     bad = torch.randn(n, dtype=torch.float64)
-    bfgs.update(bad, -bad, -bad, _info(bad, -bad))  # negative curvature: must be skipped
-    lbfgs.update(bad, -bad, -bad, _info(bad, -bad))
+    _learn(bfgs, bad, -bad)  # negative curvature: must be skipped
+    _learn(lbfgs, bad, -bad)
     eye = torch.eye(n, dtype=torch.float64)
     for method in (bfgs, lbfgs):
         # H's columns are −direction(e_i); symmetric positive definite

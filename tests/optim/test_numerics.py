@@ -197,7 +197,6 @@ def test_the_host_path_computes_the_device_paths_numbers(dtype, monkeypatch):
     d = torch.randn(n, dtype=dtype)
     point_on = x + 0.01 * torch.randn(n, dtype=dtype)
     state = method.state_dict()
-    method.load_state_dict(state)
     pending_g = torch.randn(n, dtype=dtype)
 
     def numbers():

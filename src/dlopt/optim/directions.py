@@ -46,7 +46,7 @@ class StepInfo:
 
 
 class Method:
-    """A descent method: ``direction`` at an iterate, ``update`` after a step."""
+    """A descent method: ``direction`` at an iterate, ``step_taken`` after a step."""
 
     name = "method"
     c2 = 0.9  # strong-Wolfe curvature constant
@@ -66,12 +66,9 @@ class Method:
         """(d, gᵀd) — gᵀd when known on the host without a device read, else None."""
         return -g, -gg
 
-    def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
-        """Learn from the accepted step s with gradient change y (d: the direction taken)."""
-
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
-        """The solver's call after an accepted step x → x + t·d (t = info.t). Methods that
-        learn from the pair (s, y) = (t·d, g_new − g_old) form it here; the others skip it."""
+        """Learn from an accepted step x → x + t·d (t = info.t). Methods that learn from the
+        pair (s, y) = (t·d, g_new − g_old) form it here; the others skip it."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -135,13 +132,7 @@ class NonlinearCG(Method):
         # two kernels (−g, then one fused add), not three: each is a launch on a GPU
         return torch.add(-g, self.d_prev, alpha=beta), -gg + beta * info.gtd_new
 
-    def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
-        self._record(d, info)
-
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
-        self._record(d, info)
-
-    def _record(self, d: Tensor, info: StepInfo) -> None:
         self.d_prev, self.info = d, info  # β and the slope need no pair
         self.since_restart += 1
 
@@ -187,12 +178,9 @@ class BFGS(Method):
         return (-g, -gg) if self.H is None else (-(self.H @ g), None)
 
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
-        if info.curvature_ok:
-            self.update(info.t * d, g_new - g_old, d, info)
-
-    def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
         if not info.curvature_ok:
             return  # skip the pair: H stays positive definite
+        s, y = info.t * d, g_new - g_old
         sy = s @ y  # device scalars throughout: no host read
         if self.H is None:
             self.H = torch.eye(s.numel(), dtype=s.dtype, device=s.device) * (sy / (y @ y))
@@ -252,10 +240,6 @@ class LBFGS(Method):
         self._pending: int | None = None  # ring slot of a pair whose products are not read
         self._factors: tuple[np.ndarray, np.ndarray] | None = None  # R⁻¹, D + γYᵀY
 
-    def update(self, s: Tensor, y: Tensor, d: Tensor, info: StepInfo) -> None:
-        if info.curvature_ok:
-            torch.stack([s, y], out=self._pair(self._next_slot(s)))
-
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
         if info.curvature_ok:  # s = t·d and y = g_new − g_old, written straight into W
             slot = self._next_slot(d)
@@ -286,7 +270,7 @@ class LBFGS(Method):
         self._WT = W.T
         # on the CPU, W's memory seen by numpy: its calls cost about a microsecond where
         # torch's dispatcher costs three to five, and at small n that is the whole overhead
-        self._host_W = W.numpy() if _on_host(W) else None
+        self._host_W = W.numpy() if on_host(W) else None
 
     def _pair(self, slot: int) -> Tensor:
         return self._views[slot][0]  # rows s, y of a ring slot, as a 2 × n view
@@ -385,9 +369,7 @@ class LBFGS(Method):
 def _device(values: np.ndarray, like: Tensor) -> Tensor:
     """Host numbers onto `like`'s device and dtype. On a GPU through pinned memory, so the
     copy is queued without waiting for the stream (a pageable copy may synchronise)."""
-    host = torch.from_numpy(values)
-    if like.dtype == torch.float64 and like.device.type == "cpu":
-        return host  # already there: no copy
+    host = torch.from_numpy(values)  # on the CPU in float64, .to() below returns it as is
     if like.device.type == "cuda":
         host = host.pin_memory()  # the caching host allocator keeps it until the copy is done
     return host.to(like.device, like.dtype, non_blocking=True)
@@ -402,6 +384,6 @@ def _float64(values: np.ndarray) -> np.ndarray:
     return values if values.dtype == np.float64 else values.astype(np.float64)
 
 
-def _on_host(t: Tensor) -> bool:
+def on_host(t: Tensor) -> bool:
     """Whether numpy can work on `t`'s memory in place: a CPU float32/float64 tensor."""
     return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)

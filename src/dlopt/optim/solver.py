@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlopt.optim.directions import Method, NonlinearCG, StepInfo, _on_host
+from dlopt.optim.directions import Method, NonlinearCG, StepInfo, on_host
 from dlopt.optim.line_search import LineSearchResult, Point, backtracking, strong_wolfe
 from dlopt.optim.objective import Evaluation, Objective
 from dlopt.optim.result import Status
@@ -75,7 +75,7 @@ class Solver:
         curvature = self.method.needs_curvature or self.line_search == "exact"
         at = self.objective.evaluate(x, create_graph=curvature)
         g = at.g
-        if self.method.numpy_on_host and _on_host(g):  # numpy on the same memory
+        if self.method.numpy_on_host and on_host(g):  # numpy on the same memory
             return at, self._point_on_host(at, d, t, g_old)
         low, high = torch.aminmax(g)  # ‖g‖∞ = max(−min, max): one pass, faster than abs().max()
         parts = [at.f.to(g.dtype), low, high, torch.dot(g, g)]  # torch.dot: no Python-level @
