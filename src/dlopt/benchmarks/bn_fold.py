@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import copy
 import itertools
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from dlopt.benchmarks.harness import BenchReport, Timing, benchmark, interleave, synchronize
+from dlopt.benchmarks.harness import BenchReport, Timing, benchmark, interleave, wall_clock
 from dlopt.nn import cnn, fold_batchnorm, mlp
 
 
@@ -86,14 +85,13 @@ def separable_cnn() -> nn.Sequential:
 def _timer(model: nn.Module, x: torch.Tensor, calls: int) -> Callable[[], float]:
     """Seconds per forward over `calls` calls (returned, so interleave() uses it)."""
 
+    def forwards() -> None:
+        for _ in range(calls):
+            model(x)
+
     def run() -> float:
         with torch.inference_mode():
-            synchronize(x.device)
-            start = time.perf_counter()
-            for _ in range(calls):
-                model(x)
-            synchronize(x.device)
-            return (time.perf_counter() - start) / calls
+            return wall_clock(forwards, x.device)[1] / calls
 
     return run
 

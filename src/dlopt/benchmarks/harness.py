@@ -100,10 +100,17 @@ def benchmark(
     return register
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work, so that wall-clock timings are complete."""
-    if device.type == "cuda":
+def wall_clock(call: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """(result, seconds) of `call`, the device's queued work included: on a GPU the clock
+    starts and stops on a synchronised device."""
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = call()
+    if cuda:
+        torch.cuda.synchronize(device)
+    return result, time.perf_counter() - start
 
 
 def parse_device(text: str) -> torch.device:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dlopt.benchmarks.harness import BenchReport, Timing, benchmark, synchronize
+from dlopt.benchmarks.harness import BenchReport, Timing, benchmark, wall_clock
 from dlopt.data import load_bundled, split_dataset
 from dlopt.optim import minimize
 from dlopt.optim.objective import FunctionObjective
@@ -110,15 +110,6 @@ def _clocked(call: Callable, inside: list[float]) -> Callable:
     return run
 
 
-def _wall(call: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
-    """(result, seconds) of `call`, with the device's queued work included."""
-    synchronize(device)
-    start = time.perf_counter()
-    result = call()
-    synchronize(device)
-    return result, time.perf_counter() - start
-
-
 def _scipy(problem: Problem, method: str) -> dict[str, float]:
     inside = [0.0]  # seconds spent in the objective's callbacks
     f, grad, hessp = (_clocked(call, inside) for call in _numpy(problem.fun))
@@ -151,7 +142,7 @@ def _scipy(problem: Problem, method: str) -> dict[str, float]:
 
 
 def _ours(problem: Problem, method: str) -> dict[str, float]:
-    res, seconds = _wall(
+    res, seconds = wall_clock(
         lambda: minimize(problem.fun, problem.x0, method=method, tol=GTOL, max_iter=20_000),
         problem.x0.device,
     )
@@ -195,7 +186,7 @@ def _torch_lbfgs(problem: Problem) -> dict[str, float]:
     )
     closure, calls = _counting_closure(optimizer, problem.fun, x)
 
-    _, seconds = _wall(lambda: optimizer.step(closure), x.device)
+    _, seconds = wall_clock(lambda: optimizer.step(closure), x.device)
     gnorm = float(x.grad.abs().max()) if x.grad is not None else float("nan")
     nit = optimizer.state[x].get("n_iter", 0)
     return {
@@ -224,7 +215,7 @@ def _torch_lbfgs_defaults(problem: Problem, max_steps: int = 2000) -> dict[str, 
                 return steps
         return max_steps
 
-    steps, seconds = _wall(run, x.device)
+    steps, seconds = wall_clock(run, x.device)
     with torch.enable_grad():  # the gradient at the final x, outside the timing
         (g,) = torch.autograd.grad(problem.fun(x), x)
     gnorm = float(g.abs().max())
@@ -240,7 +231,7 @@ def _torch_lbfgs_defaults(problem: Problem, max_steps: int = 2000) -> dict[str, 
 
 def _median_seconds(call: Callable[[], object], device: torch.device, repeats: int = 30) -> float:
     call()
-    return statistics.median(_wall(call, device)[1] for _ in range(repeats))
+    return statistics.median(wall_clock(call, device)[1] for _ in range(repeats))
 
 
 def hvp_costs(problem: Problem) -> dict[str, float]:
