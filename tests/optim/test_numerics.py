@@ -175,11 +175,13 @@ def test_torch_operations_on_the_device_path(method, per_evaluation, per_iterati
     assert Count.ops <= budget, (Count.ops, result.nfev, result.nit)
 
 
+@pytest.mark.parametrize("method_name", ["lbfgs", "cg"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_the_host_path_computes_the_device_paths_numbers(dtype, monkeypatch):
-    """numpy on the CPU and torch on a device compute the same numbers: an evaluation's
+def test_the_host_path_computes_the_device_paths_numbers(dtype, method_name, monkeypatch):
+    """The CPU path (numpy for L-BFGS, torch for CG, norms filled in for an accepted step) and
+    the device path (every number in one read) compute the same numbers: an evaluation's
     f, ‖g‖∞, ‖g‖², gᵀd, gᵀg₀ and an L-BFGS direction from the same memory of pairs."""
-    from dlopt.optim.directions import LBFGS
+    from dlopt.optim.directions import LBFGS, NonlinearCG
     from dlopt.optim.objective import FunctionObjective
     from dlopt.optim.solver import Solver
 
@@ -188,7 +190,7 @@ def test_the_host_path_computes_the_device_paths_numbers(dtype, monkeypatch):
     torch.manual_seed(0)
     n = 100
     x = torch.tensor(rosenbrock_x0(n), dtype=dtype)
-    method = LBFGS(history_size=5)
+    method = LBFGS(history_size=5) if method_name == "lbfgs" else NonlinearCG()
     method.uses_g_dot_old = True  # have every number computed
     solver = Solver(method, FunctionObjective(extended_rosenbrock, x.shape))
     it = solver.start(x)
@@ -201,6 +203,9 @@ def test_the_host_path_computes_the_device_paths_numbers(dtype, monkeypatch):
 
     def numbers():
         _, point = solver.evaluate(point_on, d, 0.5, g_old)
+        point = solver.complete(point, g_old)  # the host path's numbers of an accepted step
+        if method_name != "lbfgs":
+            return [point.f, point.gnorm, point.gg, point.gtd, point.g_dot_old], pending_g
         fresh = LBFGS(history_size=5)
         fresh.load_state_dict(state)
         direction, gtd = fresh.direction(pending_g, None, float(pending_g @ pending_g))
@@ -212,6 +217,32 @@ def test_the_host_path_computes_the_device_paths_numbers(dtype, monkeypatch):
     rtol = 1e-12 if dtype == torch.float64 else 1e-5
     assert host == pytest.approx(device, rel=rtol)
     torch.testing.assert_close(d_host, d_device, rtol=rtol, atol=rtol * d_device.abs().max())
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "cg"])
+def test_the_host_path_computes_norms_only_for_accepted_steps(method, monkeypatch):
+    """On the CPU a rejected trial step costs f and ∇fᵀd only: ‖g‖∞ (with ‖g‖² and gᵀg₀) is
+    computed once per accepted step and at the start, while the device path computes it
+    with every evaluation's one read."""
+    from dlopt.optim.solver import Solver
+
+    fills = [0]
+    complete = Solver.complete
+
+    def counted(self, point, g_old):
+        fills[0] += point.partial
+        return complete(self, point, g_old)
+
+    monkeypatch.setattr(Solver, "complete", counted)
+    fun, x0 = _sync_problem("rosenbrock-100")
+    result = minimize(fun, x0, method=method)
+    assert result.success
+    assert result.nfev > result.nit + 1  # some trial steps were rejected
+    assert fills[0] == result.nit + 1
+    fills[0] = 0
+    _device_path(monkeypatch)
+    assert minimize(fun, x0, method=method).success
+    assert fills[0] == 0  # every device evaluation came complete
 
 
 @pytest.mark.parametrize("problem", ["rosenbrock-100", "logistic"])

@@ -55,8 +55,8 @@ class Method:
     scaled = False  # the direction has the right length from the start (Newton): t = 1 always
     uses_g_dot_old = False  # reads StepInfo.g_dot_old (each evaluation then computes it)
     # on the CPU, compute an evaluation's numbers in numpy, as the method's own host algebra
-    # does: one library's code in the cache instead of two (measured: L-BFGS −30 % overhead per
-    # iteration with it, CG +5–18 % — CG's direction is one torch expression)
+    # does: one library's code in the cache instead of two (measured A/B: L-BFGS −30 % overhead
+    # per iteration with it; CG, whose direction is one torch expression, 6–18 % more)
     numpy_on_host = False
 
     def reset(self) -> None:

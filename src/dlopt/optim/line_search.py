@@ -22,7 +22,7 @@ from torch import Tensor
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass costs 5× as much to make (0.9 µs),
-class Point:  # and one is made per evaluation; nothing mutates these records
+class Point:  # and one is made per evaluation
     """φ at step t: value, slope φ'(t) = ∇f·d, the gradient there and its inf-norm."""
 
     t: float
@@ -33,6 +33,7 @@ class Point:  # and one is made per evaluation; nothing mutates these records
     f_tensor: Tensor | None = None
     gg: float = math.nan  # gᵀg
     g_dot_old: float = math.nan  # gᵀg₀ with g₀ the gradient where the search started
+    partial: bool = False  # gnorm, gg and g_dot_old not computed yet (see Solver.complete)
 
     @property
     def finite(self) -> bool:
