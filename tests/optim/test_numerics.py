@@ -204,19 +204,21 @@ def test_the_host_path_computes_the_device_paths_numbers(dtype, method_name, mon
     def numbers():
         _, point = solver.evaluate(point_on, d, 0.5, g_old)
         point = solver.complete(point, g_old)  # the host path's numbers of an accepted step
-        if method_name != "lbfgs":
-            return [point.f, point.gnorm, point.gg, point.gtd, point.g_dot_old], pending_g
+        values = [point.f, point.gnorm, point.gg, point.gtd, point.g_dot_old]
+        if method_name != "lbfgs":  # CG's direction is the same torch expression on both
+            return values, None
         fresh = LBFGS(history_size=5)
         fresh.load_state_dict(state)
         direction, gtd = fresh.direction(pending_g, None, float(pending_g @ pending_g))
-        return [point.f, point.gnorm, point.gg, point.gtd, point.g_dot_old, gtd], direction
+        return [*values, gtd], direction
 
     host, d_host = numbers()
     _device_path(monkeypatch)
     device, d_device = numbers()
     rtol = 1e-12 if dtype == torch.float64 else 1e-5
     assert host == pytest.approx(device, rel=rtol)
-    torch.testing.assert_close(d_host, d_device, rtol=rtol, atol=rtol * d_device.abs().max())
+    if d_device is not None:
+        torch.testing.assert_close(d_host, d_device, rtol=rtol, atol=rtol * d_device.abs().max())
 
 
 @pytest.mark.parametrize("method", ["lbfgs", "cg"])

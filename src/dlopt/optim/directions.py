@@ -354,15 +354,13 @@ class LBFGS(Method):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.W, self.count, self.gamma = None, int(state["count"]), float(state["gamma"])
-        if state["W"] is not None:
-            self._allocate(state["W"])
+        self.reset()  # nothing pending, no factors, no stale view of an old W
+        self.count, self.gamma = int(state["count"]), float(state["gamma"])
         shape = (self.m, self.m)
         self.SY = np.array(state["SY"].tolist(), dtype=np.float64).reshape(shape)
         self.YY = np.array(state["YY"].tolist(), dtype=np.float64).reshape(shape)
-        self._pending = None
-        self._factors = None
-        if self.W is not None:
+        if state["W"] is not None:
+            self._allocate(state["W"])
             self._refactor()
 
 
