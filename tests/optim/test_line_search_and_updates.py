@@ -132,6 +132,31 @@ def test_compact_lbfgs_equals_the_two_loop_recursion(n, k, m, seed):
     assert slope == pytest.approx(float(g @ direction), rel=1e-9, abs=1e-12)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(3, 10), st.integers(1, 14), st.integers(0, 13), st.integers(0, 1000))
+def test_lbfgs_drops_a_pair_whose_products_break_curvature(n, k, bad_at, seed):
+    """A pair that passed the solver's sᵀy test but whose own products say sᵀy ≤ 0 (rounding)
+    is dropped when they are read: the direction is the two-loop recursion over the other
+    pairs of the window, before and after the ring wraps past it."""
+    S, Y, g = _pairs(n, k, seed)
+    bad_at = min(bad_at, k)
+    m = 4
+    method, fed = LBFGS(history_size=m), []
+    for i, (s, y) in enumerate(zip(S, Y, strict=True)):
+        if i == bad_at:
+            bad = torch.ones(n, dtype=torch.float64)
+            method.step_taken(bad, torch.zeros(n), -bad, StepInfo(1.0, -1.0, 1.0, 1, 1, 0, 0))
+            fed.append(None)
+            method.direction(g, Evaluation(torch.zeros(()), g), 1.0)  # its products are read
+        _learn(method, s, y)
+        fed.append((s, y))
+    window = [pair for pair in fed[-m:] if pair is not None]
+    expected = _two_loop([s for s, _ in window], [y for _, y in window], g)
+    direction, slope = method.direction(g, Evaluation(torch.zeros(()), g), float(g @ g))
+    torch.testing.assert_close(direction, expected, rtol=1e-8, atol=1e-10)
+    assert slope == pytest.approx(float(g @ direction), rel=1e-9, abs=1e-12)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(2, 10), st.integers(1, 12), st.integers(0, 1000))
 def test_quasi_newton_inverse_hessians_stay_positive_definite(n, k, seed):

@@ -203,17 +203,23 @@ class LBFGS(Method):
 
     H g = γg + [S  γY] M [Sᵀg; γYᵀg],  M = [[R⁻ᵀ(D + γYᵀY)R⁻¹, −R⁻ᵀ], [−R⁻¹, 0]],
 
-    with S, Y the last m pairs, R the upper triangle of SᵀY in time order, D its diagonal and
-    γ = sᵀy/yᵀy of the newest pair. Equal to the two-loop recursion. As in L-BFGS-B, the long
-    vectors stay on the device and the small algebra runs on the host in float64. The pairs
-    live in one ring buffer W = [S; Y] (2m × n). An update only writes its pair; the next
-    direction computes W[g s y] in one pass over W and reads it in one transfer — p = Wg and
-    the new pair's products — then forms q = Mp and gᵀd = −γ‖g‖² − pᵀq on the host and
-    d = −γg − Wᵀq on the device. Per iteration: two passes over W, six device operations and
-    one host read, which replaces the read of gᵀd the other methods need. Unused slots hold
-    zero pairs; they get a unit diagonal in R and contribute nothing. On the CPU the device
-    operations are numpy calls on W's memory (about 30 % less overhead per iteration than
-    torch's, measured A/B in one process).
+    with S, Y the last m pairs, R_ij = s_i·y_j where pair i is not newer than pair j (upper
+    triangular in time order), D its diagonal and γ = sᵀy/yᵀy of the newest pair. Equal to
+    the two-loop recursion. As in L-BFGS-B, the long vectors stay on the device and the small
+    algebra runs on the host in float64. The pairs live in one ring buffer W = [S; Y]
+    (2m × n); the small matrices are kept in the same ring order, so nothing is ever shifted
+    or permuted. R⁻¹ is updated by bordering, O(m²) per pair: dropping the oldest pair drops
+    its row and column of R⁻¹ (the inverse of a trailing block of a triangular matrix is that
+    block of its inverse), and the new pair k with r_i = s_i·y_k, ρ = s_k·y_k brings column
+    −R⁻¹r/ρ and diagonal 1/ρ — the column dtrtri itself would compute.
+
+    An update only writes its pair; the next direction computes W[g s y] in one pass over W
+    and reads it in one transfer — p = Wg and the new pair's products — then forms q = Mp
+    and gᵀd = −γ‖g‖² − pᵀq on the host and d = −γg − Wᵀq on the device. Per iteration: two
+    passes over W, six device operations and one host read, which replaces the read of gᵀd
+    the other methods need. Unused slots hold zero pairs with a unit diagonal in R; they
+    contribute nothing. On the CPU the device operations are numpy calls on W's memory
+    (about 30 % less overhead per iteration than torch's, measured A/B in one process).
     """
 
     name = "lbfgs"
@@ -221,32 +227,28 @@ class LBFGS(Method):
 
     def __init__(self, history_size: int = 10) -> None:
         self.m = history_size
-        m = history_size
-        steps = np.arange(m)
-        # the ring slot at each time position (oldest first), and its Y row in W, per count % m
-        self._times = [(k + steps) % m for k in range(m)]
-        self._times_y = [t + m for t in self._times]
-        self._upper = np.triu(np.ones((m, m)))
+        self._upper = np.triu(np.ones((history_size, history_size)))
         self.reset()
 
     def reset(self) -> None:
         m = self.m
-        self.W: Tensor | None = None  # [S; Y] on the device; rows i and m + i hold pair i
+        self.W: Tensor | None = None  # [S; Y] on the device; rows k and m + k hold pair k
         self._host_W: np.ndarray | None = None
-        self.SY = np.zeros((m, m))  # s_i·y_j, time order (oldest first; unused rows zero)
-        self.YY = np.zeros((m, m))  # y_i·y_j, time order
+        self.SY = np.zeros((m, m))  # s_i·y_j by ring slot (unused and dropped slots zero)
+        self.YY = np.zeros((m, m))  # y_i·y_j by ring slot
+        self.R_inv = np.eye(m)  # R⁻¹ by ring slot
+        self._D = self.SY.diagonal()  # a view: follows SY
         self.count = 0
         self.gamma = 1.0
         self._pending: int | None = None  # ring slot of a pair whose products are not read
-        self._factors: tuple[np.ndarray, np.ndarray] | None = None  # R⁻¹, D + γYᵀY
 
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
         if info.curvature_ok:  # s = t·d and y = g_new − g_old, written straight into W
             slot = self._next_slot(d)
             if self._host_W is not None:  # numpy on the same memory: a third of torch's cost
-                Wn, m = self._host_W, self.m
-                np.multiply(d.numpy(), info.t, out=Wn[slot])
-                np.subtract(g_new.numpy(), g_old.numpy(), out=Wn[m + slot])
+                s, y = self._host_rows[slot]
+                np.multiply(d.numpy(), info.t, out=s)
+                np.subtract(g_new.numpy(), g_old.numpy(), out=y)
                 return
             _, s, y = self._views[slot]
             torch.mul(d, info.t, out=s)
@@ -271,6 +273,8 @@ class LBFGS(Method):
         # on the CPU, W's memory seen by numpy: its calls cost about a microsecond where
         # torch's dispatcher costs three to five, and at small n that is the whole overhead
         self._host_W = W.numpy() if on_host(W) else None
+        if self._host_W is not None:
+            self._host_rows = [(self._host_W[j], self._host_W[m + j]) for j in range(m)]
 
     def _pair(self, slot: int) -> Tensor:
         return self._views[slot][0]  # rows s, y of a ring slot, as a 2 × n view
@@ -280,32 +284,27 @@ class LBFGS(Method):
             assert self.W is not None
             self._absorb(self._pending, _host(torch.mm(self.W, self._pair(self._pending).T)))
 
-    def _absorb(self, slot: int, products: np.ndarray) -> None:
-        """The new pair's products W[s y] (ring order) → SY, YY (time order), R⁻¹, D + γYᵀY."""
-        m, SY, YY = self.m, self.SY, self.YY
+    def _absorb(self, k: int, products: np.ndarray) -> None:
+        """The new pair k's products W[s_k y_k] (2m × 2) → SY, YY, R⁻¹ and γ."""
+        m, SY, YY, R_inv = self.m, self.SY, self.YY, self.R_inv
         self._pending = None
-        time = self._times[self.count % m]
-        sy, yy = products[slot, 1], products[m + slot, 1]
-        SY[:-1, :-1], YY[:-1, :-1] = SY[1:, 1:], YY[1:, 1:]  # the oldest pair leaves
-        if sy > 0 and yy > 0 and np.isfinite(products).all():
-            Y_rows = products[self._times_y[self.count % m]]
-            SY[:, -1] = products[time, 1]  # s_i·y_new
-            SY[-1, :] = Y_rows[:, 0]  # s_new·y_j
-            YY[:, -1] = YY[-1, :] = Y_rows[:, 1]
-            self.gamma = float(sy / yy)
+        sy, yy = float(products[k, 1]), float(products[m + k, 1])
+        # the oldest pair leaves: its row of R⁻¹ goes (its column is zero but for the
+        # diagonal, in that row), and the rest of R⁻¹ stands
+        R_inv[k] = 0.0
+        if sy > 0 and yy > 0 and math.isfinite(products.sum()):
+            r = products[:m, 1]  # s_i·y_k
+            SY[:, k], SY[k] = r, products[m:, 0]
+            YY[:, k] = YY[k] = products[m:, 1]
+            column = R_inv.dot(r)  # row k is zero: R⁻¹r over the other pairs
+            column *= -1.0 / sy
+            column[k] = 1.0 / sy
+            R_inv[:, k] = column
+            self.gamma = sy / yy
         else:  # rounding broke yᵀs > 0, or overflow: drop the pair (a zero pair is unused)
-            self._pair(slot).zero_()
-            SY[:, -1] = SY[-1, :] = YY[:, -1] = YY[-1, :] = 0.0
-        self._refactor()
-
-    def _refactor(self) -> None:
-        m, D = self.m, self.SY.diagonal()
-        R = self.SY * self._upper
-        R.flat[:: m + 1] += D <= 0  # unused (or dropped) positions: unit diagonal
-        R_inv, _info = dtrtri(R, lower=0)  # R is triangular with a positive diagonal
-        K = self.gamma * self.YY
-        K.flat[:: m + 1] += D
-        self._factors = (R_inv, K)
+            self._pair(k).zero_()
+            SY[:, k] = SY[k] = YY[:, k] = YY[k] = 0.0
+            R_inv[k, k] = 1.0  # its column: the unit diagonal of an unused pair
 
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
         if self.W is None:
@@ -322,46 +321,57 @@ class LBFGS(Method):
             p = _float64(Wn.dot(g.numpy())) if Wn is not None else _host(torch.mv(self.W, g))
         else:  # [g s y]ᵀWᵀ: p and the new pair's products in one pass over W, one read
             if Wn is not None:
-                both = _float64(np.array((g.numpy(), Wn[slot], Wn[m + slot])).dot(Wn.T)).T
+                s, y = self._host_rows[slot]
+                both = _float64(np.array((g.numpy(), s, y)).dot(Wn.T)).T
             else:
-                _, s, y = self._views[slot]
-                both = _host(torch.mm(torch.stack([g, s, y]), self._WT)).T
+                _, s_, y_ = self._views[slot]
+                both = _host(torch.mm(torch.stack([g, s_, y_]), self._WT)).T
             p = both[:, 0]
             self._absorb(slot, both[:, 1:])
-        assert self._factors is not None
-        R_inv, K = self._factors
-        k, gamma = self.count % m, self.gamma
-        time, time_y = self._times[k], self._times_y[k]
+        gamma, R_inv = self.gamma, self.R_inv
+        u = R_inv.dot(p[:m])  # R⁻¹Sᵀg (.dot: half the cost of @ on these sizes)
+        w = self.YY.dot(u)
+        w -= p[m:]
+        w *= gamma
+        w += self._D * u  # (D + γYᵀY)R⁻¹Sᵀg − γYᵀg
         q = np.empty(2 * m)
-        u = R_inv.dot(p[time])  # R⁻¹Sᵀg (.dot: half the cost of @ on these sizes)
-        q[time] = (K.dot(u) - gamma * p[time_y]).dot(R_inv)  # S-coefficients of Hg − γg
-        q[time_y] = -gamma * u  # Y-coefficients
-        gtd = float(-gamma * gg - p.dot(q))
+        np.dot(w, R_inv, out=q[:m])  # S-coefficients of Hg − γg: R⁻ᵀw
+        np.multiply(u, -gamma, out=q[m:])  # Y-coefficients
+        gtd = -gamma * gg - float(p.dot(q))
         if Wn is not None:  # d = −γg − Wᵀq
             d = q.astype(Wn.dtype, copy=False).dot(Wn)
             d += gamma * g.numpy()
             return torch.from_numpy(np.negative(d, out=d)), gtd
         return torch.addmv(g, self._WT, _device(q, g), beta=-gamma, alpha=-1), gtd
 
+    def _time_order(self) -> np.ndarray:
+        """Ring slots oldest first (the unused ones, then the pairs as they came)."""
+        return (self.count + np.arange(self.m)) % self.m
+
     def state_dict(self) -> dict[str, Any]:
         self._read_pending()  # fold the unread products in (one read, at save time)
+        order = np.ix_(self._time_order(), self._time_order())
         return {
             "W": self.W,
-            "SY": torch.from_numpy(self.SY.copy()),
-            "YY": torch.from_numpy(self.YY.copy()),
+            "SY": torch.from_numpy(self.SY[order]),  # in time order, oldest first
+            "YY": torch.from_numpy(self.YY[order]),
             "count": self.count,
             "gamma": self.gamma,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.reset()  # nothing pending, no factors, no stale view of an old W
+        self.reset()  # nothing pending, no stale view of an old W
         self.count, self.gamma = int(state["count"]), float(state["gamma"])
         shape = (self.m, self.m)
-        self.SY = np.array(state["SY"].tolist(), dtype=np.float64).reshape(shape)
-        self.YY = np.array(state["YY"].tolist(), dtype=np.float64).reshape(shape)
+        SY = np.array(state["SY"].tolist(), dtype=np.float64).reshape(shape)
+        YY = np.array(state["YY"].tolist(), dtype=np.float64).reshape(shape)
+        order = np.ix_(self._time_order(), self._time_order())
+        self.SY[order], self.YY[order] = SY, YY
+        R = SY * self._upper  # time order: upper triangular
+        R.flat[:: self.m + 1] += R.diagonal() <= 0  # unused (or dropped) pairs: unit diagonal
+        self.R_inv[order] = dtrtri(R, lower=0)[0]
         if state["W"] is not None:
             self._allocate(state["W"])
-            self._refactor()
 
 
 def _device(values: np.ndarray, like: Tensor) -> Tensor:
