@@ -69,6 +69,7 @@ class Solver:
         self.tol, self.line_search, self.lr, self.c1, self.max_ls = tol, line_search, lr, c1, max_ls
         self.memory = memory or Memory()
         self._met_nonfinite = False
+        self._host: bool | None = None  # numpy works on the gradient's memory (fixed per run)
 
     def evaluate(
         self, x: Tensor, d: Tensor | None = None, t: float = 0.0, g_old: Tensor | None = None
@@ -77,7 +78,9 @@ class Solver:
         at = self.objective.evaluate(x, create_graph=curvature)
         g = at.g
         point = Point(t, math.nan, 0.0, g, math.nan, at.f, partial=True)
-        if not on_host(g):  # every number in the evaluation's one read
+        if self._host is None:
+            self._host = on_host(g)
+        if not self._host:  # every number in the evaluation's one read
             return at, self._fill_in_torch(point, d, g_old, with_f=True)
         # on the host a trial step needs only f and ∇fᵀd; the rest waits for acceptance
         point.f = at.f.item()
