@@ -330,19 +330,18 @@ class LBFGS(Method):
             self._absorb(slot, both[:, 1:])
         gamma, R_inv = self.gamma, self.R_inv
         u = R_inv.dot(p[:m])  # R⁻¹Sᵀg (.dot: half the cost of @ on these sizes)
-        w = self.YY.dot(u)
-        w -= p[m:]
+        w = p[m:] - self.YY.dot(u)
         w *= gamma
-        w += self._D * u  # (D + γYᵀY)R⁻¹Sᵀg − γYᵀg
-        q = np.empty(2 * m)
-        np.dot(w, R_inv, out=q[:m])  # S-coefficients of Hg − γg: R⁻ᵀw
-        np.multiply(u, -gamma, out=q[m:])  # Y-coefficients
-        gtd = -gamma * gg - float(p.dot(q))
-        if Wn is not None:  # d = −γg − Wᵀq
-            d = q.astype(Wn.dtype, copy=False).dot(Wn)
-            d += gamma * g.numpy()
-            return torch.from_numpy(np.negative(d, out=d)), gtd
-        return torch.addmv(g, self._WT, _device(q, g), beta=-gamma, alpha=-1), gtd
+        w -= self._D * u  # −((D + γYᵀY)R⁻¹Sᵀg − γYᵀg)
+        minus_q = np.empty(2 * m)  # Hg = γg + Wᵀq
+        np.dot(w, R_inv, out=minus_q[:m])  # S-coefficients, −R⁻ᵀ(…)
+        np.multiply(u, gamma, out=minus_q[m:])  # Y-coefficients, −(−γR⁻¹Sᵀg)
+        gtd = float(p.dot(minus_q)) - gamma * gg  # −pᵀq − γ‖g‖²
+        if Wn is not None:  # d = −Wᵀq − γg
+            d = minus_q.astype(Wn.dtype, copy=False).dot(Wn)
+            d -= gamma * g.numpy()
+            return torch.from_numpy(d), gtd
+        return torch.addmv(g, self._WT, _device(minus_q, g), beta=-gamma), gtd
 
     def _time_order(self) -> np.ndarray:
         """Ring slots oldest first (the unused ones, then the pairs as they came)."""
