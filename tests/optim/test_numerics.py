@@ -7,6 +7,8 @@ import time
 
 import pytest
 import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from dlopt.optim import Status, minimize
 
@@ -202,9 +204,10 @@ def test_the_host_path_computes_the_device_paths_numbers(dtype, method_name, mon
     pending_g = torch.randn(n, dtype=dtype)
 
     def numbers():
-        _, point = solver.evaluate(point_on, d, 0.5, g_old)
+        at, point = solver.evaluate(point_on, d, 0.5, g_old)
         point = solver.complete(point, g_old)  # the host path's numbers of an accepted step
-        values = [point.f, point.gnorm, point.gg, point.gtd, point.g_dot_old]
+        gnorm = solver._iterate(point_on, at, point).gnorm  # on the host: when asked for
+        values = [point.f, gnorm, point.gg, point.gtd, point.g_dot_old]
         if method_name != "lbfgs":  # CG's direction is the same torch expression on both
             return values, None
         fresh = LBFGS(history_size=5)
@@ -223,9 +226,10 @@ def test_the_host_path_computes_the_device_paths_numbers(dtype, method_name, mon
 
 @pytest.mark.parametrize("method", ["lbfgs", "cg"])
 def test_the_host_path_computes_norms_only_for_accepted_steps(method, monkeypatch):
-    """On the CPU a rejected trial step costs f and ∇fᵀd only: ‖g‖∞ (with ‖g‖² and gᵀg₀) is
-    computed once per accepted step and at the start, while the device path computes it
-    with every evaluation's one read."""
+    """On the CPU a rejected trial step costs f and ∇fᵀd only: ‖g‖² (with gᵀg₀) is computed
+    once per accepted step and at the start, and ‖g‖∞ only where ‖g‖² ≤ n·tol² leaves the
+    convergence test open; the device path computes all three with every evaluation's one
+    read."""
     from dlopt.optim.solver import Solver
 
     fills = [0]
@@ -236,15 +240,49 @@ def test_the_host_path_computes_norms_only_for_accepted_steps(method, monkeypatc
         return complete(self, point, g_old)
 
     monkeypatch.setattr(Solver, "complete", counted)
+    inf_norms = [0]
+    vector_norm = torch.linalg.vector_norm
+
+    def counted_norm(x, ord=2, *args, **kwargs):
+        inf_norms[0] += ord == math.inf
+        return vector_norm(x, ord, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "vector_norm", counted_norm)
     fun, x0 = _sync_problem("rosenbrock-100")
     result = minimize(fun, x0, method=method)
     assert result.success
     assert result.nfev > result.nit + 1  # some trial steps were rejected
     assert fills[0] == result.nit + 1
+    assert 1 <= inf_norms[0] <= result.nit // 4, (inf_norms[0], result.nit)
     fills[0] = 0
     _device_path(monkeypatch)
     assert minimize(fun, x0, method=method).success
     assert fills[0] == 0  # every device evaluation came complete
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 300),
+    st.floats(1e-12, 1e3),
+    st.floats(0.5, 2.0),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+@example(n=300, tol=0.1, scale=1.0, equal=True, seed=0)  # ‖g‖∞ = tol: ‖g‖² rounds either way
+@example(n=7, tol=1e-5, scale=1.0, equal=True, seed=1)
+def test_the_convergence_test_decides_as_the_inf_norm_does(n, tol, scale, equal, seed):
+    """Iterate.converged(tol) skips the pass over g while ‖g‖² > n·tol²; it answers exactly
+    ‖g‖∞ ≤ tol, also where that bound is tight (every |g_i| equal, near tol)."""
+    from dlopt.optim.objective import Evaluation
+    from dlopt.optim.solver import Iterate
+
+    generator = torch.Generator().manual_seed(seed)
+    g = torch.randn(n, generator=generator, dtype=torch.float64)
+    if equal:
+        g = g.sign() + (g == 0)
+    g = g * (tol * scale / g.abs().max())
+    it = Iterate(g, Evaluation(torch.zeros(()), g), 0.0, float(g @ g))
+    assert it.converged(tol) == bool(g.abs().max() <= tol)
 
 
 @pytest.mark.parametrize("problem", ["rosenbrock-100", "logistic"])
