@@ -213,9 +213,10 @@ class LBFGS(Method):
     block of its inverse), and the new pair k with r_i = s_i·y_k, ρ = s_k·y_k brings column
     −R⁻¹r/ρ and diagonal 1/ρ — the column dtrtri itself would compute.
 
-    An update only writes its pair; the next direction computes W[g s y] in one pass over W
-    and reads it in one transfer — p = Wg and the new pair's products — then forms q = Mp
-    and gᵀd = −γ‖g‖² − pᵀq on the host and d = −γg − Wᵀq on the device. Per iteration: two
+    An update only writes its pair; the next direction computes W[g y_k] in one pass over W
+    and reads it in one transfer — p = Wg and the new pair's products W·y_k (W·s_k is not
+    needed: s_k·y_j for older pairs j lies outside R) — then forms q = Mp and
+    gᵀd = −γ‖g‖² − pᵀq on the host and d = −γg − Wᵀq on the device. Per iteration: two
     passes over W, six device operations and one host read, which replaces the read of gᵀd
     the other methods need. Unused slots hold zero pairs with a unit diagonal in R; they
     contribute nothing. On the CPU the device operations are numpy calls on W's memory
@@ -234,8 +235,11 @@ class LBFGS(Method):
         m = self.m
         self.W: Tensor | None = None  # [S; Y] on the device; rows k and m + k hold pair k
         self._host_W: np.ndarray | None = None
-        self.SY = np.zeros((m, m))  # s_i·y_j by ring slot (unused and dropped slots zero)
-        self.YY = np.zeros((m, m))  # y_i·y_j by ring slot
+        # column j: W·y_j = [s_i·y_j; y_i·y_j] by ring slot (unused and dropped slots zero),
+        # written in one assignment. SY holds s_i·y_j for pair i not newer than j (R and D);
+        # its other entries are stale and never read.
+        self._WY = np.zeros((2 * m, m))
+        self.SY, self.YY = self._WY[:m], self._WY[m:]
         self.R_inv = np.eye(m)  # R⁻¹ by ring slot
         self._D = self.SY.diagonal()  # a view: follows SY
         self.count = 0
@@ -282,28 +286,29 @@ class LBFGS(Method):
     def _read_pending(self) -> None:
         if self._pending is not None:
             assert self.W is not None
-            self._absorb(self._pending, _host(torch.mm(self.W, self._pair(self._pending).T)))
+            _, _, y = self._views[self._pending]
+            self._absorb(self._pending, _host(torch.mv(self.W, y)))
 
     def _absorb(self, k: int, products: np.ndarray) -> None:
-        """The new pair k's products W[s_k y_k] (2m × 2) → SY, YY, R⁻¹ and γ."""
-        m, SY, YY, R_inv = self.m, self.SY, self.YY, self.R_inv
+        """The new pair k's products W·y_k → its column of SY and YY (its row of YY), R⁻¹
+        and γ. W·s_k is not needed: s_k·y_j for older pairs j lies outside R."""
+        m, YY, R_inv = self.m, self.YY, self.R_inv
         self._pending = None
-        sy, yy = float(products[k, 1]), float(products[m + k, 1])
+        sy, yy = float(products[k]), float(products[m + k])
         # the oldest pair leaves: its row of R⁻¹ goes (its column is zero but for the
         # diagonal, in that row), and the rest of R⁻¹ stands
         R_inv[k] = 0.0
         if sy > 0 and yy > 0 and math.isfinite(products.sum()):
-            r = products[:m, 1]  # s_i·y_k
-            SY[:, k], SY[k] = r, products[m:, 0]
-            YY[:, k] = YY[k] = products[m:, 1]
-            column = R_inv.dot(r)  # row k is zero: R⁻¹r over the other pairs
+            self._WY[:, k] = products
+            YY[k] = products[m:]
+            column = R_inv.dot(products[:m])  # row k is zero: R⁻¹r over the other pairs
             column *= -1.0 / sy
             column[k] = 1.0 / sy
             R_inv[:, k] = column
             self.gamma = sy / yy
         else:  # rounding broke yᵀs > 0, or overflow: drop the pair (a zero pair is unused)
             self._pair(k).zero_()
-            SY[:, k] = SY[k] = YY[:, k] = YY[k] = 0.0
+            self._WY[:, k] = YY[k] = 0.0
             R_inv[k, k] = 1.0  # its column: the unit diagonal of an unused pair
 
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
@@ -319,15 +324,13 @@ class LBFGS(Method):
         assert self.W is not None
         if slot is None:
             p = _float64(Wn.dot(g.numpy())) if Wn is not None else _host(torch.mv(self.W, g))
-        else:  # [g s y]ᵀWᵀ: p and the new pair's products in one pass over W, one read
+        else:  # W[g y]: p and the new pair's products in one pass over W, one read
             if Wn is not None:
-                s, y = self._host_rows[slot]
-                both = _float64(np.array((g.numpy(), s, y)).dot(Wn.T)).T
+                both = _float64(np.array((g.numpy(), self._host_rows[slot][1])).dot(Wn.T))
             else:
-                _, s_, y_ = self._views[slot]
-                both = _host(torch.mm(torch.stack([g, s_, y_]), self._WT)).T
-            p = both[:, 0]
-            self._absorb(slot, both[:, 1:])
+                both = _host(torch.mm(torch.stack([g, self._views[slot][2]]), self._WT))
+            p = both[0]
+            self._absorb(slot, both[1])
         gamma, R_inv = self.gamma, self.R_inv
         u = R_inv.dot(p[:m])  # R⁻¹Sᵀg (.dot: half the cost of @ on these sizes)
         w = p[m:] - self.YY.dot(u)
@@ -352,7 +355,7 @@ class LBFGS(Method):
         order = np.ix_(self._time_order(), self._time_order())
         return {
             "W": self.W,
-            "SY": torch.from_numpy(self.SY[order]),  # in time order, oldest first
+            "SY": torch.from_numpy(self.SY[order] * self._upper),  # time order, oldest first
             "YY": torch.from_numpy(self.YY[order]),
             "count": self.count,
             "gamma": self.gamma,
