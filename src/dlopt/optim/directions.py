@@ -245,14 +245,21 @@ class LBFGS(Method):
         self.count = 0
         self.gamma = 1.0
         self._pending: int | None = None  # ring slot of a pair whose products are not read
+        # on the CPU, the last direction d, its g, and the numpy views of both
+        self._last: tuple[Tensor, Tensor, np.ndarray, np.ndarray] | None = None
 
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
         if info.curvature_ok:  # s = t·d and y = g_new − g_old, written straight into W
             slot = self._next_slot(d)
             if self._host_W is not None:  # numpy on the same memory: a third of torch's cost
                 s, y = self._host_rows[slot]
-                np.multiply(d.numpy(), info.t, out=s)
-                np.subtract(g_new.numpy(), g_old.numpy(), out=y)
+                last = self._last
+                if last is not None and last[0] is d and last[1] is g_old:
+                    d_host, g_old_host = last[2], last[3]  # the views direction() made
+                else:
+                    d_host, g_old_host = d.numpy(), g_old.numpy()
+                np.multiply(d_host, info.t, out=s)
+                np.subtract(g_new.numpy(), g_old_host, out=y)
                 return
             _, s, y = self._views[slot]
             torch.mul(d, info.t, out=s)
@@ -320,31 +327,46 @@ class LBFGS(Method):
             return self._direction(g, gg)
 
     def _direction(self, g: Tensor, gg: float) -> tuple[Tensor, float]:
-        m, slot, Wn = self.m, self._pending, self._host_W
+        slot, Wn = self._pending, self._host_W
         assert self.W is not None
+        if Wn is not None:
+            return self._direction_on_host(g, gg, Wn)
         if slot is None:
-            p = _float64(Wn.dot(g.numpy())) if Wn is not None else _host(torch.mv(self.W, g))
+            p = _host(torch.mv(self.W, g))
         else:  # W[g y]: p and the new pair's products in one pass over W, one read
-            if Wn is not None:
-                both = _float64(np.array((g.numpy(), self._host_rows[slot][1])).dot(Wn.T))
-            else:
-                both = _host(torch.mm(torch.stack([g, self._views[slot][2]]), self._WT))
+            both = _host(torch.mm(torch.stack([g, self._views[slot][2]]), self._WT))
             p = both[0]
             self._absorb(slot, both[1])
-        gamma, R_inv = self.gamma, self.R_inv
+        minus_q, gtd = self._minus_q(p, gg)
+        return torch.addmv(g, self._WT, _device(minus_q, g), beta=-self.gamma), gtd
+
+    def _direction_on_host(self, g: Tensor, gg: float, Wn: np.ndarray) -> tuple[Tensor, float]:
+        """The same on the CPU, in numpy on W's memory."""
+        slot, g_host = self._pending, g.numpy()
+        if slot is None:
+            p = _float64(Wn.dot(g_host))
+        else:
+            both = _float64(np.array((g_host, self._host_rows[slot][1])).dot(Wn.T))
+            p = both[0]
+            self._absorb(slot, both[1])
+        minus_q, gtd = self._minus_q(p, gg)
+        d = minus_q.astype(Wn.dtype, copy=False).dot(Wn)  # d = −Wᵀq − γg
+        d -= self.gamma * g_host
+        d_tensor = torch.from_numpy(d)
+        self._last = (d_tensor, g, d, g_host)  # step_taken reuses the numpy views
+        return d_tensor, gtd
+
+    def _minus_q(self, p: np.ndarray, gg: float) -> tuple[np.ndarray, float]:
+        """(−q, gᵀd) with Hg = γg + Wᵀq, q = M[Sᵀg; γYᵀg] over W's rows, from p = Wg."""
+        m, R_inv, gamma = self.m, self.R_inv, self.gamma
         u = R_inv.dot(p[:m])  # R⁻¹Sᵀg (.dot: half the cost of @ on these sizes)
         w = p[m:] - self.YY.dot(u)
         w *= gamma
         w -= self._D * u  # −((D + γYᵀY)R⁻¹Sᵀg − γYᵀg)
-        minus_q = np.empty(2 * m)  # Hg = γg + Wᵀq
+        minus_q = np.empty(2 * m)
         np.dot(w, R_inv, out=minus_q[:m])  # S-coefficients, −R⁻ᵀ(…)
         np.multiply(u, gamma, out=minus_q[m:])  # Y-coefficients, −(−γR⁻¹Sᵀg)
-        gtd = float(p.dot(minus_q)) - gamma * gg  # −pᵀq − γ‖g‖²
-        if Wn is not None:  # d = −Wᵀq − γg
-            d = minus_q.astype(Wn.dtype, copy=False).dot(Wn)
-            d -= gamma * g.numpy()
-            return torch.from_numpy(d), gtd
-        return torch.addmv(g, self._WT, _device(minus_q, g), beta=-gamma), gtd
+        return minus_q, float(p.dot(minus_q)) - gamma * gg  # gᵀd = −pᵀq − γ‖g‖²
 
     def _time_order(self) -> np.ndarray:
         """Ring slots oldest first (the unused ones, then the pairs as they came)."""
