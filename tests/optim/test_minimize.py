@@ -125,3 +125,27 @@ def test_float32_rosenbrock_converges_with_a_float32_tolerance(method):
     result = minimize(extended_rosenbrock, x0, method=method, tol=1e-3, max_iter=5000)
     assert result.success and result.x.dtype == torch.float32, result.message
     torch.testing.assert_close(result.x, torch.ones(100), atol=5e-3, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_half_precision_runs_every_method(method, dtype):
+    """bfloat16 and float16 (numpy has no bfloat16; there is no half-precision Cholesky): a
+    diagonal quadratic converges to a half-precision tolerance, x keeps its dtype, and Rosenbrock
+    ends with a status — converged, or an honest failed line search where rounding defeats it
+    — never an exception."""
+    from .problems import extended_rosenbrock
+
+    scale = torch.arange(1, 11, dtype=dtype)
+    result = minimize(
+        lambda x: (scale * (x - 0.5) ** 2).sum(),
+        torch.zeros(10, dtype=dtype),
+        method=method,
+        tol=0.1,
+        max_iter=3000,
+    )
+    assert result.success and result.x.dtype == dtype, result.message
+    torch.testing.assert_close(result.x.float(), torch.full((10,), 0.5), atol=0.05, rtol=0)
+    result = minimize(extended_rosenbrock, torch.zeros(10, dtype=dtype), method=method, tol=0.1)
+    assert result.status in (Status.CONVERGED, Status.LINE_SEARCH_FAILED, Status.MAX_ITER)
+    assert result.x.dtype == dtype and bool(torch.isfinite(result.x).all())

@@ -408,8 +408,9 @@ def _device(values: np.ndarray, like: Tensor) -> Tensor:
 
 
 def _host(t: Tensor) -> np.ndarray:
-    """A device tensor's values on the host in float64 (one blocking transfer on a GPU)."""
-    return _float64(t.cpu().numpy())
+    """A device tensor's values on the host in float64 (one blocking transfer on a GPU); also
+    for dtypes numpy lacks (bfloat16)."""
+    return t.to("cpu", torch.float64).numpy()
 
 
 def _float64(values: np.ndarray) -> np.ndarray:

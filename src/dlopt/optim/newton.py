@@ -35,6 +35,12 @@ class Newton(Method):
         H = at.hessian()
         if not bool(torch.isfinite(H).all()):
             return -g
+        if H.dtype not in (torch.float32, torch.float64):  # half, bfloat16: no Cholesky
+            return self._solve_in(H.float(), g.float()).to(g.dtype)
+        return self._solve_in(H, g)
+
+    @staticmethod
+    def _solve_in(H: Tensor, g: Tensor) -> Tensor:
         eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
         L, info = torch.linalg.cholesky_ex(H)
         mu = 1e-3 * max(float(H.diagonal().abs().max()), 1e-12)
