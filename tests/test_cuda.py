@@ -21,6 +21,24 @@ def test_minimize_runs_on_the_gpu(method):
     assert torch.allclose(result.x.cpu(), torch.ones(10, dtype=torch.float64), atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("method", ["lbfgs", "cg", "bfgs", "newton-cg", "newton"])
+def test_minimize_in_lower_precision_on_the_gpu(method, dtype):
+    """float32 and half precision on the device path (its host reads convert to float64; a
+    half-precision Hessian is solved in float32)."""
+    from dlopt.optim import minimize
+
+    scale = torch.arange(1, 11, dtype=dtype, device="cuda")
+    result = minimize(
+        lambda x: (scale * (x - 0.5) ** 2).sum(),
+        torch.zeros(10, dtype=dtype, device="cuda"),
+        method=method,
+        tol=0.1,
+    )
+    assert result.success and result.x.dtype == dtype and result.x.device.type == "cuda"
+    torch.testing.assert_close(result.x.float().cpu(), torch.full((10,), 0.5), atol=0.05, rtol=0)
+
+
 def test_trainer_penalties_fold_and_ridge_on_the_gpu():
     from dlopt.data import load_bundled, split_dataset
     from dlopt.nn import fold_batchnorm, mlp
