@@ -146,23 +146,59 @@ def test_mini_batch_lbfgs_keeps_its_memory_across_steps():
     assert trainer.evaluate(splits.test)["accuracy"] > 0.85
 
 
+@pytest.mark.parametrize("reload", ["live", "exact", "refactored"])
 @pytest.mark.parametrize("path", ["host", "device"])
 @pytest.mark.parametrize("name", ["lbfgs", "bfgs", "cg"])
-def test_short_steps_continue_one_run(name, path, monkeypatch):
-    """step() reloads the method's state each call: seven iterations at a time (L-BFGS's ring of
-    10 pairs reloaded at every offset) make the iterates of one minimize() run, up to rounding
-    (a reloaded R⁻¹ is factored afresh; x differs by ~1e-8 at the end on the host path). A
-    reload in the wrong pair order costs L-BFGS four more iterations here."""
+def test_short_steps_continue_one_run(name, path, reload, monkeypatch):
+    """Seven iterations per step() make the iterates of one minimize() run, up to rounding:
+    the method object carried from step to step ("live"), or rebuilt from the state dict at
+    every step (L-BFGS's ring of 10 pairs reloaded at every offset), with R⁻¹ as saved
+    ("exact") or, as from a state dict that lacks it, factored afresh ("refactored"; x then
+    differs by ~1e-8 at the end on the host path). A reload in the wrong pair order costs
+    L-BFGS four more iterations here."""
+    from dlopt.optim import directions
+
     if path == "device":
         device_path(monkeypatch)
+    loads = [0]
+    load = directions.LBFGS.load_state_dict
+
+    def counted(self, state):
+        loads[0] += 1
+        return load(self, state)
+
+    monkeypatch.setattr(directions.LBFGS, "load_state_dict", counted)
     params = _params()
     optimizer = CLASSES[name](params, max_iter=7, tol=1e-5)
     closure = _closure(params, optimizer)
-    for _ in range(40):
+    steps = 0
+    while steps < 40:
         optimizer.step(closure)
+        steps += 1
         if optimizer.status is Status.CONVERGED:
             break
+        if reload != "live":
+            saved = optimizer.state_dict()
+            if reload == "refactored":
+                saved["state"][0]["method"].pop("R_inv", None)
+            optimizer.load_state_dict(saved)  # new state objects: the next step rebuilds
     expected = minimize(extended_rosenbrock, torch.tensor(rosenbrock_x0(10)), method=name)
     assert optimizer.status is Status.CONVERGED
     assert optimizer.state_dict()["state"][0]["memory"]["nit"] == expected.nit
     torch.testing.assert_close(params[0].detach(), expected.x, rtol=0, atol=1e-7)
+    if name == "lbfgs":
+        assert loads[0] == (0 if reload == "live" else steps - 1), (loads[0], steps)
+
+
+def test_a_changed_history_size_is_named():
+    """Options changed between steps rebuild the method from the state dict; a state of 10
+    pairs cannot become a history of 5, and the error says so."""
+    params = _params()
+    optimizer = CLASSES["lbfgs"](params, max_iter=3)
+    closure = _closure(params, optimizer)
+    optimizer.step(closure)
+    optimizer.param_groups[0]["lr"] = 0.5  # a harmless change: continues
+    optimizer.step(closure)
+    optimizer.param_groups[0]["history_size"] = 5
+    with pytest.raises(ValueError, match="holds 10 pairs, but history_size is 5"):
+        optimizer.step(closure)

@@ -379,21 +379,32 @@ class LBFGS(Method):
             "W": self.W,
             "SY": torch.from_numpy(self.SY[order] * self._upper),  # time order, oldest first
             "YY": torch.from_numpy(self.YY[order]),
+            # R⁻¹ as it was updated, so a reload continues bit for bit; a list of floats,
+            # because torch.optim's load_state_dict casts tensors to the parameters' dtype
+            "R_inv": self.R_inv[order].tolist(),
             "count": self.count,
             "gamma": self.gamma,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        shape = (self.m, self.m)
+        if tuple(state["YY"].shape) != shape:
+            raise ValueError(
+                f"this L-BFGS state holds {state['YY'].shape[0]} pairs, but history_size is "
+                f"{self.m}; load it with history_size={state['YY'].shape[0]}."
+            )
         self.reset()  # nothing pending, no stale view of an old W
         self.count, self.gamma = int(state["count"]), float(state["gamma"])
-        shape = (self.m, self.m)
         SY = np.array(state["SY"].tolist(), dtype=np.float64).reshape(shape)
         YY = np.array(state["YY"].tolist(), dtype=np.float64).reshape(shape)
         order = np.ix_(self._time_order(), self._time_order())
         self.SY[order], self.YY[order] = SY, YY
-        R = SY * self._upper  # time order: upper triangular
-        R.flat[:: self.m + 1] += R.diagonal() <= 0  # unused (or dropped) pairs: unit diagonal
-        self.R_inv[order] = dtrtri(R, lower=0)[0]
+        if "R_inv" in state:
+            self.R_inv[order] = np.array(state["R_inv"], dtype=np.float64).reshape(shape)
+        else:  # a state dict without it: factor R afresh (equal up to rounding)
+            R = SY * self._upper  # time order: upper triangular
+            R.flat[:: self.m + 1] += R.diagonal() <= 0  # unused (or dropped) pairs: unit diagonal
+            self.R_inv[order] = dtrtri(R, lower=0)[0]
         if state["W"] is not None:
             self._allocate(state["W"])
 

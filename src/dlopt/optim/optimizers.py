@@ -41,6 +41,10 @@ class _SecondOrder(torch.optim.Optimizer):
         check_finite_number("tol", defaults["tol"], caller=caller)
         check_choice("line_search", defaults["line_search"], LINE_SEARCHES, caller=caller)
         super().__init__(params, defaults)
+        # the method of the last step() with the state dict it wrote and the options it ran
+        # under: while both stand, the next step continues that object instead of rebuilding
+        # it from the dict (about 70 µs for L-BFGS, paid by every batch of mini-batch L-BFGS)
+        self._live: tuple[directions.Method, Any, dict[str, Any]] | None = None
         first = {k: v for k, v in self.param_groups[0].items() if k != "params"}
         for group in self.param_groups[1:]:
             other = {k: v for k, v in group.items() if k != "params"}
@@ -72,9 +76,14 @@ class _SecondOrder(torch.optim.Optimizer):
         group = self.param_groups[0]
         params = [p for p in self._params if p.requires_grad]
         state = self._state()
-        method = self._method()
-        if "method" in state:
-            method.load_state_dict(state["method"])
+        options = {k: v for k, v in group.items() if k != "params"}
+        live = self._live
+        if live is not None and live[1] is state.get("method") and live[2] == options:
+            method = live[0]
+        else:  # the first step, or after load_state_dict() or a change of options
+            method = self._method()
+            if "method" in state:
+                method.load_state_dict(state["method"])
         memory = Memory(**state["memory"]) if "memory" in state else Memory()
         objective = ClosureObjective(params, closure, self.closure_backward)
         solver = Solver(
@@ -91,6 +100,7 @@ class _SecondOrder(torch.optim.Optimizer):
         for p, piece in zip(params, final.g.split(objective.numels), strict=True):
             p.grad = piece.view_as(p).clone()
         state["method"] = method.state_dict()
+        self._live = (method, state["method"], options)
         state["memory"] = {
             "nit": memory.nit,
             "f_prev": memory.f_prev,
