@@ -123,3 +123,35 @@ def test_bench_on_cuda_without_a_gpu_is_a_clear_error(capsys):
     err = capsys.readouterr().err
     assert_one_error_line(err)
     assert "CUDA is not available" in err
+
+
+@pytest.mark.parametrize("name", ["bfgs", "cg", "newton-cg"])
+def test_the_second_order_optimizers_train_from_a_config(name, tmp_path):
+    """dlopt's own second-order methods in the lab (the polynomial example runs L-BFGS):
+    max_iter iterations per batch, full batch here."""
+    text = (ROOT / "examples" / "polynomial.toml").read_text()
+    config = tmp_path / "c.toml"
+    config.write_text(
+        text.replace('name = "lbfgs"', f'name = "{name}"\nmax_iter = 10').replace(
+            "epochs = 60", "epochs = 15"
+        )
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["test_loss"] < 0.5  # the targets' variance is about 1
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "model", "message"),
+    [
+        ('name = "lbfgs"\nweight_decay = 0.01', "", "weight_decay is an option of the first-order"),
+        ('name = "bfgs"', "[model]\nhidden = [512, 512]\n", "use L-BFGS"),
+    ],
+)
+def test_second_order_options_that_cannot_work_are_named(
+    optimizer, model, message, tmp_path, capsys
+):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[data]\nname = "digits"\n{model}[optimizer]\n{optimizer}\n')
+    assert main(["train", str(config), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert_one_error_line(capsys.readouterr().err, message)

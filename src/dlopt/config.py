@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dlopt._io import read_input
 from dlopt._validation import did_you_mean
@@ -68,11 +68,35 @@ class ModelConfig(_Section):
         return widths
 
 
+SECOND_ORDER = ("lbfgs", "bfgs", "cg", "newton-cg")  # dlopt.optim's, on a strong-Wolfe search
+
+
 class OptimizerConfig(_Section):
-    name: Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "lbfgs"] = "adam"
+    name: Literal[
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adam",
+        "adamw",
+        "rmsprop",
+        "lbfgs",
+        "bfgs",
+        "cg",
+        "newton-cg",
+    ] = "adam"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    max_iter: int = Field(20, ge=1)  # second-order methods: iterations per batch
+
+    @model_validator(mode="after")
+    def _weight_decay_is_first_order(self) -> OptimizerConfig:
+        if self.name in SECOND_ORDER and self.weight_decay > 0:
+            raise ValueError(
+                f"weight_decay is an option of the first-order optimizers; with {self.name}, "
+                "penalize the loss instead: [regularization] l2 = ..."
+            )
+        return self
 
 
 class ScheduleConfig(_Section):

@@ -202,3 +202,38 @@ def test_a_changed_history_size_is_named():
     optimizer.param_groups[0]["history_size"] = 5
     with pytest.raises(ValueError, match="holds 10 pairs, but history_size is 5"):
         optimizer.step(closure)
+
+
+@pytest.mark.parametrize("name", ["NewtonCG", "Newton"])
+def test_curvature_of_an_earlier_trial_is_rebuilt_where_it_was_taken(name):
+    """Trial steps overwrite the parameters in place; the curvature of an earlier evaluation
+    (an earlier trial the line search accepted) is rebuilt at its own point — one more
+    evaluation — instead of failing on a stale graph (nn.Linear saves its weight)."""
+    from dlopt.optim.objective import ClosureObjective
+
+    torch.manual_seed(0)
+    layer = nn.Linear(3, 2).double()
+    X, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    params = list(layer.parameters())
+
+    def closure():
+        return torch.tanh(layer(X)).sub(y).pow(2).sum()
+
+    objective = ClosureObjective(params, closure, backward=False)
+    x1 = objective.flat_params().clone()
+    first = objective.evaluate(x1, create_graph=True)
+    objective.evaluate(x1 + 0.3, create_graph=True)  # a later trial moves the parameters
+    assert first.hvp is not None and first.hessian is not None
+    v = torch.randn(x1.numel(), dtype=torch.float64)
+
+    def flat_loss(x):
+        W, b = x[:6].view(2, 3), x[6:]
+        return torch.tanh(X @ W.T + b).sub(y).pow(2).sum()
+
+    _, expected = torch.autograd.functional.hvp(flat_loss, x1, v)
+    torch.testing.assert_close(first.hvp(v), expected)
+    assert objective.nfev == 3  # two evaluations and one rebuild
+    H = first.hessian() if name == "Newton" else None
+    if H is not None:
+        torch.testing.assert_close(H @ v, expected)
+        assert objective.nfev == 3  # the rebuilt graph serves again

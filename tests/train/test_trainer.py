@@ -280,3 +280,33 @@ def test_trainer_validates_arguments():
         Trainer(model, loss="hinge").fit((torch.randn(4, 2), torch.randint(0, 2, (4,))))
     with pytest.raises(ValueError, match="same length"):
         Batches(torch.randn(3, 1), torch.randn(2), 2)
+
+
+def test_a_nonfinite_trial_step_of_dlopts_line_search_is_not_divergence():
+    """dlopt's second-order methods reject a trial step whose loss is NaN (the line search
+    shrinks it); the guard stops the run only when the loss where they stopped is not finite."""
+    from dlopt.optim import LBFGS
+
+    torch.manual_seed(0)
+    model = mlp(2, 1, (4,))
+    X, y = torch.randn(20, 2), torch.randn(20)
+    trials = []
+
+    def loss(out, target):  # NaN beyond a radius that the first trial step overshoots
+        value = F.mse_loss(out.squeeze(-1), target)
+        radius = sum(float(p.detach().pow(2).sum()) for p in model.parameters())
+        trials.append(radius)
+        return value * math.nan if len(trials) == 2 else value
+
+    trainer = Trainer(model, LBFGS(model.parameters(), max_iter=5), loss=loss, max_epochs=2)
+    state = trainer.fit((X, y))
+    assert len(state.history) == 2 and math.isfinite(state.history[-1]["loss"])
+    assert all(bool(p.isfinite().all()) for p in model.parameters())
+
+    def always_nan(out, target):
+        return F.mse_loss(out.squeeze(-1), target) * math.nan
+
+    model = mlp(2, 1, (4,))
+    trainer = Trainer(model, LBFGS(model.parameters()), loss=always_nan, max_epochs=1)
+    with pytest.raises(TrainingDiverged, match="loss became NaN"):
+        trainer.fit((X, y))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -145,6 +146,7 @@ class ClosureObjective(Objective):
         super().__init__()
         self.params, self.closure, self.backward = params, closure, backward
         self.numels = [p.numel() for p in params]
+        self._loaded: Tensor | None = None  # the x the parameters hold
 
     def flat_params(self) -> Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.params])
@@ -153,6 +155,7 @@ class ClosureObjective(Objective):
     def load(self, x: Tensor) -> None:
         for p, piece in zip(self.params, x.split(self.numels), strict=True):
             p.copy_(piece.view_as(p))
+        self._loaded = x
 
     def evaluate(self, x: Tensor, create_graph: bool = False) -> Evaluation:
         self.nfev += 1
@@ -181,5 +184,22 @@ class ClosureObjective(Objective):
             g_graph = _flat(grads, self.params)  # inside enable_grad: keeps the graph
         evaluation = Evaluation(loss.detach().reshape(()), g_graph.detach())
         if create_graph:
-            evaluation.hvp, evaluation.hessian = self._curvature(g_graph, self.params, x.numel())
+            evaluation.hvp, evaluation.hessian = self._curvature_at(x, g_graph)
         return evaluation
+
+    def _curvature_at(
+        self, x: Tensor, g_graph: Tensor
+    ) -> tuple[Callable[[Tensor], Tensor], Callable[[], Tensor]]:
+        """Hv and H at x. The graph holds the parameters, which later trial steps overwrite in
+        place: if the parameters have moved on when curvature is asked for (the line search
+        accepted an earlier trial), x is loaded and the graph rebuilt, one more evaluation."""
+        current: list[Any] = list(self._curvature(g_graph, self.params, x.numel()))
+
+        def fresh() -> list[Any]:
+            if self._loaded is not x:
+                rebuilt = self.evaluate(x, create_graph=True)
+                assert rebuilt.hvp is not None and rebuilt.hessian is not None
+                current[:] = [rebuilt.hvp, rebuilt.hessian]
+            return current
+
+        return (lambda v: fresh()[0](v)), (lambda: fresh()[1]())

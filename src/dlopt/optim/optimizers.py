@@ -33,6 +33,9 @@ class _SecondOrder(torch.optim.Optimizer):
 
     requires_closure = True
     closure_backward = True
+    # a NaN or inf at a trial step is the line search's to handle (it shrinks the step); the
+    # parameters only ever take finite iterates, and step() returns the loss there
+    handles_nonfinite_trials = True
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         caller = type(self).__name__

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import dlopt.optim as dlopt_optim
 from dlopt._io import write_text_atomic
 from dlopt._plots import plot_history
 from dlopt.config import OptimizerConfig, RegularizationConfig, RunConfig, ScheduleConfig
@@ -85,9 +86,17 @@ def build_optimizer(config: OptimizerConfig, params: Any) -> torch.optim.Optimiz
         "rmsprop": lambda: torch.optim.RMSprop(
             params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
         ),
-        "lbfgs": lambda: torch.optim.LBFGS(params, lr=o.lr, line_search_fn="strong_wolfe"),
+        # dlopt's second-order methods: max_iter iterations per batch (one step per epoch
+        # with batch_size ≥ the training set: full batch)
+        "lbfgs": lambda: dlopt_optim.LBFGS(params, lr=o.lr, max_iter=o.max_iter),
+        "bfgs": lambda: dlopt_optim.BFGS(params, lr=o.lr, max_iter=o.max_iter),
+        "cg": lambda: dlopt_optim.NonlinearCG(params, lr=o.lr, max_iter=o.max_iter),
+        "newton-cg": lambda: dlopt_optim.NewtonCG(params, lr=o.lr, max_iter=o.max_iter),
     }
-    return makers[o.name]()
+    try:
+        return makers[o.name]()
+    except ValueError as exc:  # BFGS over its memory budget: the message names L-BFGS
+        raise ConfigError(f'optimizer: {exc} In a config: [optimizer] name = "lbfgs".') from None
 
 
 def build_penalties(config: RegularizationConfig) -> list[Penalty]:

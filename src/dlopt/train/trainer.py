@@ -228,6 +228,11 @@ class Trainer:
         for penalty in self.penalties:
             penalty.before_step()
         loss = self.optimizer.step(closure)
+        if getattr(self.optimizer, "handles_nonfinite_trials", False):
+            # dlopt's second-order methods: a non-finite trial step is theirs to reject; the
+            # run diverged only if the loss where they stopped is not finite
+            value = float(loss)
+            bad = [] if math.isfinite(value) else [torch.tensor(value)]
         if self.nan_guard and (bad or not all(bool(p.isfinite().all()) for p in params)):
             with torch.no_grad():
                 for p, saved in zip(params, snapshot, strict=True):
