@@ -212,6 +212,10 @@ class Trainer:
         snapshot = [p.detach().clone() for p in params] if self.nan_guard else []
         first: list[Tensor] = []
         bad: list[Tensor] = []
+        # dlopt's second-order methods reject a non-finite trial step themselves (their line
+        # search shrinks it): only the loss and gradients where they stop are the guard's
+        own_guard = getattr(self.optimizer, "handles_nonfinite_trials", False)
+        check_trials = self.nan_guard and not own_guard
 
         def closure() -> Any:  # torch.optim types closures as returning float
             self.optimizer.zero_grad(set_to_none=True)
@@ -221,18 +225,15 @@ class Trainer:
                 loss.backward()
             if not first:
                 first.append(out.detach())
-            if self.nan_guard and not bad and not self._finite(loss):
+            if check_trials and not bad and not self._finite(loss):
                 bad.append(loss.detach())
             return loss
 
         for penalty in self.penalties:
             penalty.before_step()
         loss = self.optimizer.step(closure)
-        if getattr(self.optimizer, "handles_nonfinite_trials", False):
-            # dlopt's second-order methods: a non-finite trial step is theirs to reject; the
-            # run diverged only if the loss where they stopped is not finite
-            value = float(loss)
-            bad = [] if math.isfinite(value) else [torch.tensor(value)]
+        if self.nan_guard and own_guard and not self._finite(loss):
+            bad.append(loss.detach())
         if self.nan_guard and (bad or not all(bool(p.isfinite().all()) for p in params)):
             with torch.no_grad():
                 for p, saved in zip(params, snapshot, strict=True):
