@@ -231,7 +231,8 @@ class Trainer:
 
         for penalty in self.penalties:
             penalty.before_step()
-        loss = self.optimizer.step(closure)
+        stepped = self.optimizer.step(closure)
+        loss = stepped if isinstance(stepped, Tensor) else torch.tensor(float(stepped))
         if self.nan_guard and own_guard and not self._finite(loss):
             bad.append(loss.detach())
         if self.nan_guard and (bad or not all(bool(p.isfinite().all()) for p in params)):
@@ -239,9 +240,7 @@ class Trainer:
                 for p, saved in zip(params, snapshot, strict=True):
                     p.copy_(saved)
             self._diverge(bad[0] if bad else torch.tensor(math.nan))
-        return loss if isinstance(loss, Tensor) else torch.tensor(float(loss)), (
-            first[0] if first else None
-        )
+        return loss, (first[0] if first else None)
 
     def _regularized(self, loss: Tensor) -> Tensor:
         """J + λR: the penalties' coupled terms join the loss before backward."""
