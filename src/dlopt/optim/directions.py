@@ -245,21 +245,14 @@ class LBFGS(Method):
         self.count = 0
         self.gamma = 1.0
         self._pending: int | None = None  # ring slot of a pair whose products are not read
-        # on the CPU, the last direction d, its g, and the numpy views of both
-        self._last: tuple[Tensor, Tensor, np.ndarray, np.ndarray] | None = None
 
     def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
         if info.curvature_ok:  # s = t·d and y = g_new − g_old, written straight into W
             slot = self._next_slot(d)
             if self._host_W is not None:  # numpy on the same memory: a third of torch's cost
                 s, y = self._host_rows[slot]
-                last = self._last
-                if last is not None and last[0] is d and last[1] is g_old:
-                    d_host, g_old_host = last[2], last[3]  # the views direction() made
-                else:
-                    d_host, g_old_host = d.numpy(), g_old.numpy()
-                np.multiply(d_host, info.t, out=s)
-                np.subtract(g_new.numpy(), g_old_host, out=y)
+                np.multiply(d.numpy(), info.t, out=s)
+                np.subtract(g_new.numpy(), g_old.numpy(), out=y)
                 return
             _, s, y = self._views[slot]
             torch.mul(d, info.t, out=s)
@@ -352,9 +345,7 @@ class LBFGS(Method):
         minus_q, gtd = self._minus_q(p, gg)
         d = minus_q.astype(Wn.dtype, copy=False).dot(Wn)  # d = −Wᵀq − γg
         d -= self.gamma * g_host
-        d_tensor = torch.from_numpy(d)
-        self._last = (d_tensor, g, d, g_host)  # step_taken reuses the numpy views
-        return d_tensor, gtd
+        return torch.from_numpy(d), gtd
 
     def _minus_q(self, p: np.ndarray, gg: float) -> tuple[np.ndarray, float]:
         """(−q, gᵀd) with Hg = γg + Wᵀq, q = M[Sᵀg; γYᵀg] over W's rows, from p = Wg."""
@@ -368,13 +359,15 @@ class LBFGS(Method):
         np.multiply(u, gamma, out=minus_q[m:])  # Y-coefficients, −(−γR⁻¹Sᵀg)
         return minus_q, float(p.dot(minus_q)) - gamma * gg  # gᵀd = −pᵀq − γ‖g‖²
 
-    def _time_order(self) -> np.ndarray:
-        """Ring slots oldest first (the unused ones, then the pairs as they came)."""
-        return (self.count + np.arange(self.m)) % self.m
+    def _time_order(self) -> tuple[np.ndarray, ...]:
+        """Index of the m × m matrices with ring slots in time order, oldest first (the unused
+        ones, then the pairs as they came): the state dict's order."""
+        slots = (self.count + np.arange(self.m)) % self.m
+        return np.ix_(slots, slots)
 
     def state_dict(self) -> dict[str, Any]:
         self._read_pending()  # fold the unread products in (one read, at save time)
-        order = np.ix_(self._time_order(), self._time_order())
+        order = self._time_order()
         return {
             "W": self.W,
             "SY": torch.from_numpy(self.SY[order] * self._upper),  # time order, oldest first
@@ -397,7 +390,7 @@ class LBFGS(Method):
         self.count, self.gamma = int(state["count"]), float(state["gamma"])
         SY = np.array(state["SY"].tolist(), dtype=np.float64).reshape(shape)
         YY = np.array(state["YY"].tolist(), dtype=np.float64).reshape(shape)
-        order = np.ix_(self._time_order(), self._time_order())
+        order = self._time_order()
         self.SY[order], self.YY[order] = SY, YY
         if "R_inv" in state:
             self.R_inv[order] = np.array(state["R_inv"], dtype=np.float64).reshape(shape)
