@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,17 +34,19 @@ class Objective:
         raise NotImplementedError
 
     def _curvature(
-        self, g_graph: Tensor, inputs: Sequence[Tensor], n: int
+        self, graph: Callable[[], Tensor], inputs: Sequence[Tensor], n: int
     ) -> tuple[Callable[[Tensor], Tensor], Callable[[], Tensor]]:
-        """Hv = ∇(∇f·v) and H for the flat gradient `g_graph` (built with create_graph)."""
+        """Hv = ∇(∇f·v) and H for the flat gradient `graph()` (built with create_graph),
+        fetched when a product is asked for."""
 
         def hvp(v: Tensor) -> Tensor:
             self.nhev += 1
-            parts = torch.autograd.grad(g_graph, inputs, v, retain_graph=True, allow_unused=True)
+            parts = torch.autograd.grad(graph(), inputs, v, retain_graph=True, allow_unused=True)
             return _flat(parts, inputs)
 
         def hessian() -> Tensor:
             self.nhev += 1
+            g_graph = graph()
             eye = torch.eye(n, dtype=g_graph.dtype, device=g_graph.device)
             rows = torch.autograd.grad(
                 g_graph, inputs, eye, retain_graph=True, is_grads_batched=True, allow_unused=True
@@ -111,7 +112,9 @@ class FunctionObjective(Objective):
         evaluation = Evaluation(f.detach(), g_flat.detach() if create_graph else g_flat)
         if create_graph:
             if g_flat.requires_grad:
-                evaluation.hvp, evaluation.hessian = self._curvature(g_flat, [x_], x.numel())
+                evaluation.hvp, evaluation.hessian = self._curvature(
+                    lambda: g_flat, [x_], x.numel()
+                )
             else:  # f is linear (or constant) in x: H = 0
                 evaluation.hvp = self._zero
                 evaluation.hessian = lambda: self._zero_h(x)
@@ -158,6 +161,24 @@ class ClosureObjective(Objective):
         self._loaded = x
 
     def evaluate(self, x: Tensor, create_graph: bool = False) -> Evaluation:
+        f, g = self._run(x, create_graph)
+        evaluation = Evaluation(f, g.detach() if create_graph else g)
+        if create_graph:
+            graph = [g]
+
+            def graph_at_x() -> Tensor:
+                # the graph holds the parameters, which later trial steps overwrite in place:
+                # if they have moved on (the line search accepted an earlier trial), x is
+                # loaded and the graph rebuilt, one more evaluation
+                if self._loaded is not x:
+                    graph[0] = self._run(x, create_graph=True)[1]
+                return graph[0]
+
+            evaluation.hvp, evaluation.hessian = self._curvature(graph_at_x, self.params, x.numel())
+        return evaluation
+
+    def _run(self, x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
+        """x loaded, the closure run: (loss, flat gradient, with its graph if create_graph)."""
         self.nfev += 1
         self.load(x)
         with torch.enable_grad():
@@ -165,8 +186,7 @@ class ClosureObjective(Objective):
             if not isinstance(loss, Tensor):
                 loss = torch.as_tensor(float(loss), dtype=x.dtype, device=x.device)
             if self.backward and not create_graph:
-                g = _flat([p.grad for p in self.params], self.params)
-                return Evaluation(loss.detach().reshape(()), g)
+                return loss.detach().reshape(()), _flat([p.grad for p in self.params], self.params)
             if not loss.requires_grad:
                 raise ValueError(
                     "this optimizer needs a closure that returns the loss without "
@@ -181,25 +201,4 @@ class ClosureObjective(Objective):
                     "this optimizer needs a closure that returns the loss without "
                     f"calling backward() ({str(exc).splitlines()[0]})"
                 ) from None
-            g_graph = _flat(grads, self.params)  # inside enable_grad: keeps the graph
-        evaluation = Evaluation(loss.detach().reshape(()), g_graph.detach())
-        if create_graph:
-            evaluation.hvp, evaluation.hessian = self._curvature_at(x, g_graph)
-        return evaluation
-
-    def _curvature_at(
-        self, x: Tensor, g_graph: Tensor
-    ) -> tuple[Callable[[Tensor], Tensor], Callable[[], Tensor]]:
-        """Hv and H at x. The graph holds the parameters, which later trial steps overwrite in
-        place: if the parameters have moved on when curvature is asked for (the line search
-        accepted an earlier trial), x is loaded and the graph rebuilt, one more evaluation."""
-        current: list[Any] = list(self._curvature(g_graph, self.params, x.numel()))
-
-        def fresh() -> list[Any]:
-            if self._loaded is not x:
-                rebuilt = self.evaluate(x, create_graph=True)
-                assert rebuilt.hvp is not None and rebuilt.hessian is not None
-                current[:] = [rebuilt.hvp, rebuilt.hessian]
-            return current
-
-        return (lambda v: fresh()[0](v)), (lambda: fresh()[1]())
+            return loss.detach().reshape(()), _flat(grads, self.params)  # graph kept
