@@ -100,6 +100,8 @@ def test_callback_can_stop_and_bad_arguments_raise():
         minimize(lambda x: x.sum(), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(TypeError, match="scalar"):
         minimize(lambda x: x, torch.zeros(2))
+    with pytest.raises(ValueError, match="empty"):
+        minimize(lambda x: (x**2).sum(), torch.zeros(0))
 
 
 def test_bfgs_refuses_a_matrix_over_the_memory_budget_and_names_lbfgs():

@@ -104,6 +104,41 @@ def test_arguments_are_checked():
         LBFGS(params).step(None)  # type: ignore[arg-type]
 
 
+def test_parameters_of_mixed_dtypes_run_as_one_vector_of_the_wider_dtype():
+    """As torch.optim.LBFGS does: the flat vector takes the promoted dtype, and each
+    parameter (and its .grad) keeps its own."""
+    a = nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    b = nn.Parameter(torch.zeros(2, dtype=torch.float32))
+    optimizer = LBFGS([a, b])
+
+    def closure():
+        optimizer.zero_grad()
+        loss = ((a - 1) ** 2).sum() + ((b - 2) ** 2).sum()
+        loss.backward()
+        return loss
+
+    loss = optimizer.step(closure)
+    assert optimizer.status is Status.CONVERGED and float(loss) < 1e-12
+    assert a.grad.dtype == torch.float64 and b.grad.dtype == torch.float32
+    torch.testing.assert_close(b.detach(), torch.full((2,), 2.0))
+
+
+def test_unusable_parameters_and_closures_are_named():
+    with pytest.raises(TypeError, match=r"real floating-point.*complex64"):
+        LBFGS([nn.Parameter(torch.zeros(3, dtype=torch.complex64))])
+    with pytest.raises(ValueError, match="requires grad"):
+        LBFGS([torch.zeros(3)]).step(lambda: torch.zeros(()))
+    params = _params()
+    optimizer = LBFGS(params)
+
+    def forgets_backward():  # torch.optim.LBFGS reads zero gradients and stops at once
+        optimizer.zero_grad()
+        return extended_rosenbrock(params[0])
+
+    with pytest.raises(ValueError, match=r"must call loss\.backward\(\)"):
+        optimizer.step(forgets_backward)
+
+
 def test_newton_needs_a_closure_without_backward():
     params = _params()
     optimizer = NewtonCG(params)

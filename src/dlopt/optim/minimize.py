@@ -87,6 +87,8 @@ def minimize(
     check_positive_int("history_size", history_size, caller="minimize")
     if not isinstance(x0, Tensor) or not torch.is_floating_point(x0):
         raise TypeError(f"minimize(x0=...) must be a floating-point tensor; got {x0!r:.60}.")
+    if x0.numel() == 0:
+        raise ValueError("minimize(x0=...) is empty: there is nothing to minimize.")
     if method == "bfgs":
         check_bfgs_memory(x0.numel(), x0.element_size(), memory_budget, "minimize(method='bfgs')")
     direction = LBFGS(history_size) if method == "lbfgs" else factory()

@@ -186,7 +186,13 @@ class ClosureObjective(Objective):
             if not isinstance(loss, Tensor):
                 loss = torch.as_tensor(float(loss), dtype=x.dtype, device=x.device)
             if self.backward and not create_graph:
-                return loss.detach().reshape(()), _flat([p.grad for p in self.params], self.params)
+                accumulated = [p.grad for p in self.params]
+                if all(grad is None for grad in accumulated):
+                    raise ValueError(
+                        "the closure left every parameter without a gradient: it must call "
+                        "loss.backward() before returning the loss."
+                    )
+                return loss.detach().reshape(()), _flat(accumulated, self.params)
             if not loss.requires_grad:
                 raise ValueError(
                     "this optimizer needs a closure that returns the loss without "

@@ -44,6 +44,12 @@ class _SecondOrder(torch.optim.Optimizer):
         check_finite_number("tol", defaults["tol"], caller=caller)
         check_choice("line_search", defaults["line_search"], LINE_SEARCHES, caller=caller)
         super().__init__(params, defaults)
+        for p in self._params:
+            if not torch.is_floating_point(p):
+                raise TypeError(
+                    f"{caller}: parameters must be real floating-point tensors; got one of "
+                    f"dtype {p.dtype} and shape {tuple(p.shape)}."
+                )
         # the method of the last step() with the state dict it wrote and the options it ran
         # under: while both stand, the next step continues that object instead of rebuilding
         # it from the dict (about 70 µs for L-BFGS, paid by every batch of mini-batch L-BFGS)
@@ -78,6 +84,8 @@ class _SecondOrder(torch.optim.Optimizer):
             )
         group = self.param_groups[0]
         params = [p for p in self._params if p.requires_grad]
+        if not params:
+            raise ValueError(f"{type(self).__name__}.step: no parameter requires grad.")
         state = self._state()
         options = {k: v for k, v in group.items() if k != "params"}
         live = self._live
@@ -101,7 +109,7 @@ class _SecondOrder(torch.optim.Optimizer):
         final, status, _ = solver.run(start, group["max_iter"])
         objective.load(final.x)
         for p, piece in zip(params, final.g.split(objective.numels), strict=True):
-            p.grad = piece.view_as(p).clone()
+            p.grad = piece.view_as(p).to(p.dtype, copy=True)  # mixed dtypes: one flat dtype
         state["method"] = method.state_dict()
         self._live = (method, state["method"], options)
         state["memory"] = {
