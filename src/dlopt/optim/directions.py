@@ -51,7 +51,11 @@ class Method:
     name = "method"
     c2 = 0.9  # strong-Wolfe curvature constant
     needs_curvature = False  # evaluate with create_graph (Hv products / Hessians)
-    unit_step = True  # try t = 1 after the first iteration (Newton-like scaling)
+    # the line search's first trial after the first iteration (Solver._initial_step): "unit"
+    # t = 1 (quasi-Newton scaling); "slope" the step repeating the last step's first-order
+    # change; "unit-while-taken" t = 1 while the last step took it, else the step repeating
+    # the last decrease of f
+    first_trial = "unit"
     scaled = False  # the direction has the right length from the start (Newton): t = 1 always
     uses_g_dot_old = False  # reads StepInfo.g_dot_old (each evaluation then computes it)
     # on the CPU, compute an evaluation's numbers in numpy, as the method's own host algebra
@@ -80,7 +84,7 @@ class GradientDescent(Method):
     """d = −∇f: the first-order baseline the chapter compares against."""
 
     name = "gd"
-    unit_step = False
+    first_trial = "slope"
 
 
 class NonlinearCG(Method):
@@ -93,7 +97,7 @@ class NonlinearCG(Method):
     """
 
     c2 = 0.1
-    unit_step = False
+    first_trial = "slope"
     uses_g_dot_old = True
     BETAS = ("fr", "pr", "pr+", "hs")
 

@@ -117,6 +117,7 @@ class _SecondOrder(torch.optim.Optimizer):
             "f_prev": memory.f_prev,
             "since_reset": memory.since_reset,
             "slope_prev": memory.slope_prev,
+            "took_unit_step": memory.took_unit_step,
         }
         state["status"] = status.name
         state["nfev"] = state.get("nfev", 0) + objective.nfev

@@ -68,6 +68,7 @@ class Memory:
     f_prev: float = math.nan
     since_reset: int = 0  # iterations since the method's memory was last reset
     slope_prev: float = math.nan  # t·∇fᵀd of the last accepted step (its first-order change)
+    took_unit_step: bool = False  # the last accepted step was t = lr
 
 
 class Solver:
@@ -166,9 +167,12 @@ class Solver:
 
     def _initial_step(self, it: Iterate, gtd: float) -> float:
         memory = self.memory
-        if self.method.scaled or (memory.since_reset > 0 and self.method.unit_step):
+        first_trial, going = self.method.first_trial, memory.since_reset > 0
+        if self.method.scaled or (going and first_trial == "unit"):
             return self.lr
-        if memory.since_reset > 0 and gtd < 0:
+        if going and first_trial == "unit-while-taken" and memory.took_unit_step:
+            return self.lr
+        if going and gtd < 0 and first_trial == "slope":
             # gradient descent and CG, whose directions have no natural length: the step whose
             # first-order change t·∇fᵀd equals the last step's (Nocedal & Wright eq. 3.60).
             # Against scipy's "repeat the last decrease" (below): 491 → 405 evaluations for CG
@@ -176,9 +180,9 @@ class Solver:
             step = memory.slope_prev / gtd
             if math.isfinite(step) and step > 0:
                 return step
-        if math.isfinite(memory.f_prev) and gtd < 0:  # after a restart: f_prev is known
-            # scipy's choice for CG and gradient descent: the step that would repeat the last
-            # decrease of f along a quadratic model, at most 1
+        if math.isfinite(memory.f_prev) and gtd < 0:  # after a restart, or a shortened step
+            # scipy's choice for CG, gradient descent and Newton-CG: the step that would
+            # repeat the last decrease of f along a quadratic model, at most 1
             step = min(1.0, 1.01 * 2 * (it.f - memory.f_prev) / gtd)
             return step * self.lr if step > 0 else self.lr
         # a fresh start: min(1, 1/‖g‖₂), L-BFGS-B's first trial step (torch and torchmin use
@@ -266,6 +270,7 @@ class Solver:
             self.method.step_taken(d, it.g, point.g, info)
             self.memory.f_prev = it.f
             self.memory.slope_prev = point.t * gtd
+            self.memory.took_unit_step = point.t == self.lr
             self.memory.nit += 1
             self.memory.since_reset += 1
             at, x_new = seen[point.t]
