@@ -282,6 +282,23 @@ def test_trainer_validates_arguments():
         Batches(torch.randn(3, 1), torch.randn(2), 2)
 
 
+def test_a_line_search_optimizer_on_a_model_with_dropout_is_warned(caplog):
+    from dlopt.optim import LBFGS
+
+    X, y = torch.randn(20, 2), torch.randn(20)
+    for dropout, warned in ((0.3, True), (0.0, False)):
+        caplog.clear()
+        model = mlp(2, 1, (4,), dropout=dropout)
+        Trainer(model, LBFGS(model.parameters(), max_iter=2), max_epochs=1).fit((X, y))
+        assert ("draw fresh noise" in caplog.text) is warned, caplog.text
+        if warned:
+            assert "Dropout, p=0.3" in caplog.text
+    caplog.clear()
+    model = mlp(2, 1, (4,), dropout=0.3)  # first-order: each step sees one draw
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), max_epochs=1).fit((X, y))
+    assert "fresh noise" not in caplog.text
+
+
 def test_a_nonfinite_trial_step_of_dlopts_line_search_is_not_divergence():
     """dlopt's second-order methods reject a trial step whose loss is NaN (the line search
     shrinks it); the guard stops the run only when the loss where they stopped is not finite."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 import signal
@@ -19,6 +20,7 @@ from dlopt._validation import check_positive_int
 from dlopt.data.batching import Batches
 from dlopt.data.dataset import Dataset
 from dlopt.errors import CheckpointError, TrainingDiverged
+from dlopt.nn.dropout import Dropout, GaussianNoise
 from dlopt.regularize.penalties import Penalty, sparsity
 from dlopt.train.callbacks import Callback
 from dlopt.train.checkpoint import FORMAT, load_checkpoint
@@ -108,6 +110,16 @@ class Trainer:
         loss_fn, self._classification = resolve_loss(self.loss, batches.y)
         self._loss_fn = loss_fn
         self._params = [p for p in self.model.parameters() if p.requires_grad]
+        noisy = _noise_layers(self.model) if self._closure else []
+        if noisy:
+            logging.getLogger("dlopt").warning(
+                "%s evaluates each batch several times along its line search, but %s draw "
+                "fresh noise at every evaluation: the search sees a different function each "
+                "time (expect short steps and failed searches); set the noise to 0 (in a "
+                "config: [model] dropout = 0) or use a first-order optimizer",
+                type(self.optimizer).__name__,
+                ", ".join(noisy),
+            )
         for penalty in self.penalties:
             penalty.bind(self.model, self.optimizer)
         val_xy = self._to_device(val) if val is not None else None
@@ -489,8 +501,6 @@ class Trainer:
         if self.state.stop_reason:
             self.state.should_stop = True  # the saved run had already stopped for good
         if meta.get("threads") != torch.get_num_threads():
-            import logging
-
             logging.getLogger("dlopt").warning(
                 "checkpoint was written with %s threads, this process uses %s: results may "
                 "differ in the last bits",
@@ -533,3 +543,15 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
+
+
+def _noise_layers(model: nn.Module) -> list[str]:
+    """Names of the layers that draw random noise in training mode (dropout, noise)."""
+    noisy = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.modules.dropout._DropoutNd, Dropout)):
+            if module.p > 0:
+                noisy.append(f"layer {name} ({type(module).__name__}, p={module.p})")
+        elif isinstance(module, GaussianNoise) and module.std > 0:
+            noisy.append(f"layer {name} (GaussianNoise, std={module.std})")
+    return noisy
