@@ -5,6 +5,7 @@ from dlopt.experiments import (  # noqa: F401  (importing registers the experime
     batchnorm,
     dropout,
     early_stopping,
+    gradient_noise,
     optimizers,
     regularization,
 )
