@@ -69,6 +69,7 @@ class ModelConfig(_Section):
 
 
 SECOND_ORDER = ("lbfgs", "bfgs", "cg", "newton-cg")  # dlopt.optim's, on a strong-Wolfe search
+MOMENTUM = ("momentum", "nesterov", "rmsprop")  # the optimizers that read [optimizer] momentum
 
 
 class OptimizerConfig(_Section):
@@ -90,11 +91,22 @@ class OptimizerConfig(_Section):
     max_iter: int = Field(20, ge=1)  # second-order methods: iterations per batch
 
     @model_validator(mode="after")
-    def _weight_decay_is_first_order(self) -> OptimizerConfig:
+    def _options_apply_to_the_optimizer(self) -> OptimizerConfig:
         if self.name in SECOND_ORDER and self.weight_decay > 0:
             raise ValueError(
                 f"weight_decay is an option of the first-order optimizers; with {self.name}, "
                 "penalize the loss instead: [regularization] l2 = ..."
+            )
+        given = self.model_fields_set  # an option written in the file, not a default
+        if "momentum" in given and self.name not in MOMENTUM:
+            hint = ' (for SGD with momentum: name = "momentum")' if self.name == "sgd" else ""
+            raise ValueError(
+                f"momentum is an option of {', '.join(MOMENTUM)}, not of {self.name}{hint}"
+            )
+        if "max_iter" in given and self.name not in SECOND_ORDER:
+            raise ValueError(
+                f"max_iter is an option of the second-order optimizers "
+                f"({', '.join(SECOND_ORDER)}), not of {self.name}"
             )
         return self
 
