@@ -47,7 +47,7 @@ def test_a_step_runs_the_same_solver_as_minimize(name):
 
 
 @pytest.mark.parametrize("path", ["host", "device"])
-@pytest.mark.parametrize("name", ["lbfgs", "bfgs", "cg"])
+@pytest.mark.parametrize("name", ["lbfgs", "bfgs", "cg", "newton-cg"])
 def test_state_dict_round_trip_continues_exactly(name, path, monkeypatch):
     """Interrupted after 2 steps of 7 iterations (L-BFGS's ring of 10 pairs not aligned),
     reloaded (weights_only) into a fresh optimizer, the run ends where the uninterrupted one
@@ -183,7 +183,7 @@ def test_mini_batch_lbfgs_keeps_its_memory_across_steps():
 
 @pytest.mark.parametrize("reload", ["live", "exact", "refactored"])
 @pytest.mark.parametrize("path", ["host", "device"])
-@pytest.mark.parametrize("name", ["lbfgs", "bfgs", "cg"])
+@pytest.mark.parametrize("name", ["lbfgs", "bfgs", "cg", "newton-cg"])
 def test_short_steps_continue_one_run(name, path, reload, monkeypatch):
     """Seven iterations per step() make the iterates of one minimize() run, up to rounding:
     the method object carried from step to step ("live"), or rebuilt from the state dict at
