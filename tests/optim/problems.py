@@ -69,12 +69,28 @@ def himmelblau(x: torch.Tensor) -> torch.Tensor:
     return (x[0] ** 2 + x[1] - 11) ** 2 + (x[0] + x[1] ** 2 - 7) ** 2
 
 
+def beale(x: torch.Tensor) -> torch.Tensor:  # Moré, Garbow & Hillstrom #5: minimum at (3, ½)
+    return (
+        (1.5 - x[0] + x[0] * x[1]) ** 2
+        + (2.25 - x[0] + x[0] * x[1] ** 2) ** 2
+        + (2.625 - x[0] + x[0] * x[1] ** 3) ** 2
+    )
+
+
+def helical_valley(x: torch.Tensor) -> torch.Tensor:  # MGH #7: minimum at (1, 0, 0)
+    theta = torch.atan2(x[1], x[0]) / (2 * torch.pi)
+    radius = torch.sqrt(x[0] ** 2 + x[1] ** 2)
+    return 100 * (x[2] - 10 * theta) ** 2 + 100 * (radius - 1) ** 2 + x[2] ** 2
+
+
 PROBLEMS = [
     Problem("rosenbrock-2", extended_rosenbrock, rosenbrock_x0(2)),
     Problem("rosenbrock-10", extended_rosenbrock, rosenbrock_x0(10)),
     _logistic(),
     _quadratic(),
     Problem("himmelblau", himmelblau, np.array([0.5, 0.5])),
+    Problem("beale", beale, np.array([1.0, 1.0])),
+    Problem("helical-valley", helical_valley, np.array([-1.0, 0.0, 0.0])),
 ]
 
 
