@@ -33,7 +33,9 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("module", ["dlopt.optim.minimize", "dlopt.nn.activations"])
+@pytest.mark.parametrize(
+    "module", ["dlopt.optim.minimize", "dlopt.optim.optimizers", "dlopt.nn.activations"]
+)
 def test_docstring_examples_run(module):
     import doctest
     import importlib

@@ -143,6 +143,17 @@ class LBFGS(_SecondOrder):
 
     Memory: 2·history_size·n numbers. ``tol`` bounds ‖∇f‖∞ (defaults converge without tuning:
     one ``step`` runs up to 100 iterations).
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    >>> optimizer = LBFGS([w])
+    >>> def closure():
+    ...     optimizer.zero_grad()
+    ...     loss = ((w - 2) ** 2).sum()
+    ...     loss.backward()
+    ...     return loss
+    >>> float(optimizer.step(closure)) < 1e-12, optimizer.status.name
+    (True, 'CONVERGED')
     """
 
     def __init__(
@@ -210,7 +221,17 @@ class NonlinearCG(_SecondOrder):
 
 
 class NewtonCG(_SecondOrder):
-    """Hessian-free Newton (see :class:`dlopt.optim.newton.NewtonCG`); closure without backward."""
+    """Hessian-free Newton (see :class:`dlopt.optim.newton.NewtonCG`); closure without backward.
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    >>> optimizer = NewtonCG([w])
+    >>> def closure():  # no backward(): Newton-CG differentiates the loss twice itself
+    ...     return ((w - 1) ** 4).sum() + (w**2).sum()
+    >>> loss = optimizer.step(closure)
+    >>> optimizer.status.name, round(w.detach()[0].item(), 4)
+    ('CONVERGED', 0.4102)
+    """
 
     closure_backward = False
 
