@@ -14,6 +14,7 @@ knows).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -54,9 +55,9 @@ class _SecondOrder(torch.optim.Optimizer):
         # under: while both stand, the next step continues that object instead of rebuilding
         # it from the dict (about 70 µs for L-BFGS, paid by every batch of mini-batch L-BFGS)
         self._live: tuple[directions.Method, Any, dict[str, Any]] | None = None
-        first = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        first = _options(self.param_groups[0])
         for group in self.param_groups[1:]:
-            other = {k: v for k, v in group.items() if k != "params"}
+            other = _options(group)
             if other != first:
                 raise ValueError(
                     f"{caller}: every param group must share its options (the "
@@ -87,7 +88,7 @@ class _SecondOrder(torch.optim.Optimizer):
         if not params:
             raise ValueError(f"{type(self).__name__}.step: no parameter requires grad.")
         state = self._state()
-        options = {k: v for k, v in group.items() if k != "params"}
+        options = _options(group)
         live = self._live
         if live is not None and live[1] is state.get("method") and live[2] == options:
             method = live[0]
@@ -112,13 +113,7 @@ class _SecondOrder(torch.optim.Optimizer):
             p.grad = piece.view_as(p).to(p.dtype, copy=True)  # mixed dtypes: one flat dtype
         state["method"] = method.state_dict()
         self._live = (method, state["method"], options)
-        state["memory"] = {
-            "nit": memory.nit,
-            "f_prev": memory.f_prev,
-            "since_reset": memory.since_reset,
-            "slope_prev": memory.slope_prev,
-            "took_unit_step": memory.took_unit_step,
-        }
+        state["memory"] = dataclasses.asdict(memory)
         state["status"] = status.name
         state["nfev"] = state.get("nfev", 0) + objective.nfev
         state["nhev"] = state.get("nhev", 0) + objective.nhev
@@ -130,6 +125,11 @@ class _SecondOrder(torch.optim.Optimizer):
         """How the last step() ended (CONVERGED, MAX_ITER, …), or None before any step."""
         name = self._state().get("status")
         return None if name is None else Status[name]
+
+
+def _options(group: dict[str, Any]) -> dict[str, Any]:
+    """A param group's options: everything but its parameters."""
+    return {k: v for k, v in group.items() if k != "params"}
 
 
 def _defaults(
