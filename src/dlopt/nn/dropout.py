@@ -72,13 +72,29 @@ def widen_for_dropout(hidden: Sequence[int], p_hidden: float = P_HIDDEN) -> list
     return [math.ceil(h / (1 - p_hidden)) for h in hidden]
 
 
+# dropout layers: dlopt's and torch's (Dropout, Dropout1d/2d/3d, AlphaDropout, …)
+DROPOUT_LAYERS = (Dropout, nn.modules.dropout._DropoutNd)
+
+
+def noise_layers(model: nn.Module) -> list[str]:
+    """The layers that draw fresh noise at every forward pass while training — dropout with
+    p > 0, GaussianNoise with std > 0 — each as "layer NAME (TYPE, p=…)"."""
+    noisy = []
+    for name, module in model.named_modules():
+        if isinstance(module, DROPOUT_LAYERS) and module.p > 0:
+            noisy.append(f"layer {name} ({type(module).__name__}, p={module.p})")
+        elif isinstance(module, GaussianNoise) and module.std > 0:
+            noisy.append(f"layer {name} (GaussianNoise, std={module.std})")
+    return noisy
+
+
 @torch.no_grad()
 def mc_dropout_predict(model: nn.Module, X: Tensor, samples: int = 50) -> Tensor:
     """Mean output over `samples` stochastic passes: dropout on, everything else in eval mode."""
     check_positive_int("samples", samples, caller="mc_dropout_predict")
     was_training = model.training
     model.eval()
-    droppers = [m for m in model.modules() if isinstance(m, Dropout | nn.Dropout)]
+    droppers = [m for m in model.modules() if isinstance(m, DROPOUT_LAYERS)]
     for m in droppers:
         m.train()
     try:

@@ -20,7 +20,7 @@ from dlopt._validation import check_positive_int
 from dlopt.data.batching import Batches
 from dlopt.data.dataset import Dataset
 from dlopt.errors import CheckpointError, TrainingDiverged
-from dlopt.nn.dropout import Dropout, GaussianNoise
+from dlopt.nn.dropout import noise_layers
 from dlopt.regularize.penalties import Penalty, sparsity
 from dlopt.train.callbacks import Callback
 from dlopt.train.checkpoint import FORMAT, load_checkpoint
@@ -110,7 +110,7 @@ class Trainer:
         loss_fn, self._classification = resolve_loss(self.loss, batches.y)
         self._loss_fn = loss_fn
         self._params = [p for p in self.model.parameters() if p.requires_grad]
-        noisy = _noise_layers(self.model) if self._closure else []
+        noisy = noise_layers(self.model) if self._closure else []
         if noisy:
             logging.getLogger("dlopt").warning(
                 "%s evaluates each batch several times along its line search, but %s draw "
@@ -543,15 +543,3 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
-
-
-def _noise_layers(model: nn.Module) -> list[str]:
-    """Names of the layers that draw random noise in training mode (dropout, noise)."""
-    noisy = []
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.modules.dropout._DropoutNd, Dropout)):
-            if module.p > 0:
-                noisy.append(f"layer {name} ({type(module).__name__}, p={module.p})")
-        elif isinstance(module, GaussianNoise) and module.std > 0:
-            noisy.append(f"layer {name} (GaussianNoise, std={module.std})")
-    return noisy
