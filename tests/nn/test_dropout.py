@@ -76,6 +76,17 @@ def test_mc_dropout_keeps_batchnorm_in_eval_mode():
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
 
 
+@pytest.mark.parametrize("layer", [nn.Dropout(0.5), nn.Dropout1d(0.5), nn.AlphaDropout(0.5)])
+def test_mc_dropout_samples_torchs_dropout_layers_too(layer):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), layer, nn.Linear(16, 2))
+    X = torch.randn(10, 4)
+    with torch.no_grad():
+        deterministic = net.eval()(X)
+    a, b = (mc_dropout_predict(net, X, samples=3) for _ in range(2))
+    assert not torch.allclose(a, deterministic) and not torch.allclose(a, b)
+
+
 def test_widening_and_default_rates():
     assert (P_INPUT, P_HIDDEN) == (0.2, 0.5)
     assert widen_for_dropout([100, 30], 0.5) == [200, 60]
