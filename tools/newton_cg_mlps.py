@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import statistics
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,17 +31,9 @@ def main() -> None:
     for act_name, act in activations.items():
         for seed in range(4):
             for hidden in (16, 32):
-                shapes = [(64, hidden), (hidden,), (hidden, 10), (10,)]
-                sizes = [int(np.prod(s)) for s in shapes]
-
-                def mlp(w, act=act, shapes=shapes, sizes=sizes):
-                    W1, b1, W2, b2 = (
-                        p.view(s) for p, s in zip(w.split(sizes), shapes, strict=True)
-                    )
-                    return F.cross_entropy(act(X @ W1 + b1) @ W2 + b2, y) + 1e-4 * (w**2).sum()
-
+                mlp, size = bench.flat_mlp(X, y, hidden, act, weight_decay=1e-4)
                 generator = torch.Generator().manual_seed(seed)
-                w0 = torch.randn(sum(sizes), generator=generator, dtype=torch.float64) * 0.3
+                w0 = torch.randn(size, generator=generator, dtype=torch.float64) * 0.3
                 problem = bench.Problem(f"{act_name[:4]}-{hidden}-s{seed}", mlp, w0)
                 ours = bench._ours(problem, "newton-cg")
                 theirs = bench._scipy(problem, "Newton-CG")

@@ -120,20 +120,15 @@ def test_newton_cg_spends_few_evaluations_per_iteration_on_small_mlps(activation
     """A truncated Newton step on a network is often far too long. Trying t = 1 first every
     time cost 2.1–3.1 evaluations per iteration on 24 such MLPs (scipy: 1.3–1.7, as it repeats
     the last decrease of f); t = 1 only while the last step took it: 1.4–1.9."""
+    from dlopt.benchmarks.optim import flat_mlp
     from dlopt.data import load_bundled, split_dataset
 
     train = split_dataset(load_bundled("digits"), seed=0).train
-    X, y = train.X.double(), train.y
     act = {"tanh": torch.tanh, "softplus": torch.nn.functional.softplus}.get(
         activation, torch.sigmoid
     )
-
-    def mlp(w):
-        W1, b1, W2, b2 = w[:1024].view(64, 16), w[1024:1040], w[1040:1200].view(16, 10), w[1200:]
-        loss = torch.nn.functional.cross_entropy(act(X @ W1 + b1) @ W2 + b2, y)
-        return loss + 1e-4 * (w**2).sum()
-
-    w0 = torch.randn(1210, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    mlp, size = flat_mlp(train.X.double(), train.y, 16, act, weight_decay=1e-4)
+    w0 = torch.randn(size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     result = minimize(mlp, w0 * 0.3, method="newton-cg")
     assert result.success
     assert result.nfev / result.nit <= 2.0, (result.nfev, result.nit)

@@ -76,17 +76,33 @@ def problems(
     out.append(
         Problem("logreg-digits", logistic, torch.zeros(650, dtype=torch.float64, device=device))
     )
+    mlp, size = flat_mlp(X, y, 32)
     generator = torch.Generator().manual_seed(0)
-    shapes = [(64, 32), (32,), (32, 10), (10,)]
-    sizes = [int(np.prod(s)) for s in shapes]
-
-    def mlp(w: Tensor) -> Tensor:
-        W1, b1, W2, b2 = (p.view(s) for p, s in zip(w.split(sizes), shapes, strict=True))
-        return F.cross_entropy(torch.tanh(X @ W1 + b1) @ W2 + b2, y)
-
-    w0 = torch.randn(sum(sizes), generator=generator, dtype=torch.float64) * 0.1
+    w0 = torch.randn(size, generator=generator, dtype=torch.float64) * 0.1
     out.append(Problem("mlp-64-32-10", mlp, w0.to(device)))
     return out
+
+
+def flat_mlp(
+    X: Tensor,
+    y: Tensor,
+    hidden: int,
+    activation: Callable[[Tensor], Tensor] = torch.tanh,
+    weight_decay: float = 0.0,
+) -> tuple[Callable[[Tensor], Tensor], int]:
+    """(w ↦ loss, len(w)): cross-entropy (+ weight_decay·‖w‖²) of a one-hidden-layer MLP,
+    X.shape[1] → hidden → classes, as a function of its parameters in one flat vector
+    w = [W₁, b₁, W₂, b₂] — the form minimize() and SciPy take."""
+    classes = int(y.max()) + 1
+    shapes = [(X.shape[1], hidden), (hidden,), (hidden, classes), (classes,)]
+    sizes = [int(np.prod(s)) for s in shapes]
+
+    def fun(w: Tensor) -> Tensor:
+        W1, b1, W2, b2 = (p.view(s) for p, s in zip(w.split(sizes), shapes, strict=True))
+        loss = F.cross_entropy(activation(X @ W1 + b1) @ W2 + b2, y)
+        return loss + weight_decay * (w**2).sum() if weight_decay else loss
+
+    return fun, sum(sizes)
 
 
 def _numpy(fun: Callable[[Tensor], Tensor]) -> tuple[Callable, Callable, Callable]:
