@@ -30,6 +30,7 @@ from torch.func import functional_call, grad, vmap
 from dlopt._plots import colors, figure, save_figure
 from dlopt.experiments.data import digits
 from dlopt.experiments.registry import Context, Outcome, experiment
+from dlopt.nn import mlp
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 BETA = 0.9
@@ -39,7 +40,7 @@ Z_LIMIT = 4.0  # |measured − closed form| within 4 standard errors of the meas
 
 def _model(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10)).double()
+    return mlp(64, 10, (32,), activation="tanh").double()
 
 
 def per_example_gradients(model: nn.Module, X: Tensor, y: Tensor) -> Tensor:
