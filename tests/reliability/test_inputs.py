@@ -161,6 +161,18 @@ def test_fuzzed_files_raise_only_dlopt_errors(name):
     assert slowest[0] < 1.0, f"a parse took {slowest[0]:.2f} s"
 
 
+def test_npz_claiming_an_unreadable_zip_version_is_a_data_error(tmp_path):
+    """Found by the fuzzer above: zipfile raises NotImplementedError on a central-directory
+    entry that needs zip version 6.4."""
+    raw = bytearray(npz(X=np.ones((3, 2)), y=np.array([0, 1, 0])))
+    entry = raw.index(b"PK\x01\x02")  # the first central-directory entry
+    raw[entry + 6 : entry + 8] = (64).to_bytes(2, "little")  # version needed to extract: 6.4
+    path = tmp_path / "x.npz"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DloptError, match=r"not a valid \.npz archive.*version 6\.4"):
+        read_npz(path)
+
+
 def test_fuzzed_checkpoints_raise_only_checkpoint_errors():
     import torch
 

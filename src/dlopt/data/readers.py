@@ -161,7 +161,8 @@ def read_npz(path: str | Path, *, name: str | None = None) -> Dataset:
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
         members = {info.filename: info for info in archive.infolist()}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    # NotImplementedError: a member claims a zip version zipfile cannot read
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise DataError(f"not a valid .npz archive ({exc})", source=path) from None
     arrays = {}
     for key in ("X", "y"):
