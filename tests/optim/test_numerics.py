@@ -224,6 +224,26 @@ def test_the_host_path_computes_the_device_paths_numbers(dtype, method_name, mon
         torch.testing.assert_close(d_host, d_device, rtol=rtol, atol=rtol * d_device.abs().max())
 
 
+@pytest.mark.parametrize("over, numpy_used", [(0, True), (2, False)])
+def test_numpy_serves_only_vectors_its_blas_keeps_on_one_thread(over, numpy_used):
+    """Above NUMPY_MAX_N the CPU runs the device path in torch alone: OpenBLAS's threads on a
+    long dot product starve torch's (L-BFGS 7× slower at n = 10⁵ on two cores)."""
+    from dlopt.optim.directions import LBFGS, NUMPY_MAX_N
+    from dlopt.optim.objective import FunctionObjective
+    from dlopt.optim.solver import Solver
+
+    from .problems import extended_rosenbrock, rosenbrock_x0
+
+    n = NUMPY_MAX_N + over  # even, as Rosenbrock wants
+    x = torch.tensor(rosenbrock_x0(n), dtype=torch.float64)
+    method = LBFGS(history_size=3)
+    solver = Solver(method, FunctionObjective(extended_rosenbrock, x.shape))
+    solver.run(solver.start(x), max_iter=4)
+    assert solver._host is numpy_used
+    assert (method._host_W is not None) is numpy_used
+    assert method.W is not None and method.W.shape == (6, n)
+
+
 @pytest.mark.parametrize("method", ["lbfgs", "cg"])
 def test_the_host_path_computes_norms_only_for_accepted_steps(method, monkeypatch):
     """On the CPU a rejected trial step costs f and ∇fᵀd only: ‖g‖² (with gᵀg₀) is computed
