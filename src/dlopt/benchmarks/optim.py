@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -196,6 +197,18 @@ def _counting_closure(
         return loss
 
     return closure, calls
+
+
+def best_interleaved(
+    calls: dict[str, Callable[[], dict[str, float]]], repeats: int
+) -> dict[str, dict[str, float]]:
+    """Each call's fastest run of `repeats`, taken in turns (a, b, c, a, b, c, …) so that a
+    drift of the machine's speed weighs on every contender alike."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            runs[name].append(call())
+    return {name: min(done, key=lambda r: r["seconds"]) for name, done in runs.items()}
 
 
 def _torch_lbfgs(problem: Problem) -> dict[str, float]:
@@ -384,9 +397,14 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
     for problem in every:
         n = problem.x0.numel()
         for ours, theirs in pairs_for(n):
-            ours_run = min(
-                (_ours(problem, ours) for _ in range(repeats)), key=lambda r: r["seconds"]
-            )
+            contenders: dict[str, Callable[[], dict[str, float]]] = {
+                ours: partial(_ours, problem, ours)
+            }
+            if ours == "lbfgs":  # the ratio to torch's L-BFGS is timed in turns with it
+                contenders["torch"] = partial(_torch_lbfgs, problem)
+                contenders["torch defaults"] = partial(_torch_lbfgs_defaults, problem)
+            best = best_interleaved(contenders, repeats)
+            ours_run = best[ours]
             ref = None if theirs is None else _scipy(problem, theirs)
             ratio = ours_run["nfev"] / ref["nfev"] if ref and ref["nfev"] else float("nan")
             if ref and ref["ok"]:
@@ -405,13 +423,7 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
                 f"{ours_run['seconds'] * 1e3:>10.1f}{scipy_text}"
             )
             if ours == "lbfgs":
-                torch_run = min(
-                    (_torch_lbfgs(problem) for _ in range(repeats)), key=lambda r: r["seconds"]
-                )
-                defaults_run = min(
-                    (_torch_lbfgs_defaults(problem) for _ in range(repeats)),
-                    key=lambda r: r["seconds"],
-                )
+                torch_run, defaults_run = best["torch"], best["torch defaults"]
                 lbfgs_vs_torch.append(ours_run["seconds"] / torch_run["seconds"])
                 lbfgs_vs_defaults.append(ours_run["seconds"] / defaults_run["seconds"])
                 # dlopt's own evaluations at no optimizer cost: the lowest ratio any L-BFGS
@@ -501,7 +513,7 @@ def device_syncs(call: Callable[[], dict[str, float]]) -> tuple[int, dict[str, f
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             run = call()
     count = sum(event.count for event in prof.key_averages() if event.key in SYNC_EVENTS)
-    return count - 2, run
+    return max(count - 2, 0), run  # none at all off CUDA
 
 
 def optim_benchmark_on_device(repeats: int, device: torch.device) -> BenchReport:
@@ -516,17 +528,19 @@ def optim_benchmark_on_device(repeats: int, device: torch.device) -> BenchReport
     sizes = (*ROSENBROCK[2:], 100_000, 1_000_000)
     every = problems(device, sizes)
     for problem in every:
-        runs = {
-            "dlopt lbfgs": lambda p=problem: _ours(p, "lbfgs"),
-            "dlopt cg": lambda p=problem: _ours(p, "cg"),
-            "dlopt newton-cg": lambda p=problem: _ours(p, "newton-cg"),
-            "torch.optim.LBFGS": lambda p=problem: _torch_lbfgs(p),
-            "torch LBFGS defaults": lambda p=problem: _torch_lbfgs_defaults(p),
+        runs: dict[str, Callable[[], dict[str, float]]] = {
+            "dlopt lbfgs": partial(_ours, problem, "lbfgs"),
+            "dlopt cg": partial(_ours, problem, "cg"),
+            "dlopt newton-cg": partial(_ours, problem, "newton-cg"),
+            "torch.optim.LBFGS": partial(_torch_lbfgs, problem),
+            "torch LBFGS defaults": partial(_torch_lbfgs_defaults, problem),
         }
+        for call in runs.values():
+            call()  # warm-up: kernels, allocator
+        fastest = best_interleaved(runs, repeats)
         seconds = {}
         for name, call in runs.items():
-            call()  # warm-up: kernels, allocator
-            best = min((call() for _ in range(repeats)), key=lambda r: r["seconds"])
+            best = fastest[name]
             syncs, _ = device_syncs(call)
             seconds[name] = best["seconds"]
             rows.append(
