@@ -6,9 +6,11 @@ repeat so that drift (thermal, other load) hits all alike, with torch's thread c
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +123,23 @@ def parse_device(text: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DloptError(f"--device {text}: CUDA is not available on this machine.")
     return device
+
+
+@contextmanager
+def every_core() -> Iterator[int]:
+    """Inside a benchmark (which pins one thread): torch and the BLAS libraries on every core
+    this process may use, as a user's program runs by default. Yields that count."""
+    from threadpoolctl import threadpool_limits
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    pinned = torch.get_num_threads()
+    torch.set_num_threads(cores)
+    try:
+        with threadpool_limits(cores):
+            yield cores
+    finally:
+        torch.set_num_threads(pinned)
 
 
 def run_benchmark(

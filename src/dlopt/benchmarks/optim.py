@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dlopt.benchmarks.harness import BenchReport, Timing, benchmark, wall_clock
+from dlopt.benchmarks.harness import BenchReport, Timing, benchmark, every_core, wall_clock
 from dlopt.data import load_bundled, split_dataset
 from dlopt.optim import minimize
 from dlopt.optim.objective import FunctionObjective
@@ -58,14 +58,17 @@ def _rosenbrock(x: Tensor) -> Tensor:
     return (100 * (b - a**2) ** 2 + (1 - a) ** 2).sum()
 
 
+def rosenbrock_problem(n: int, device: torch.device | str = "cpu") -> Problem:
+    """Extended Rosenbrock from the standard start (−1.2, 1, −1.2, 1, …)."""
+    x0 = torch.full((n,), -1.2, dtype=torch.float64, device=device)
+    x0[1::2] = 1.0
+    return Problem(f"rosenbrock-{n}", _rosenbrock, x0)
+
+
 def problems(
     device: torch.device | str = "cpu", rosenbrock: tuple[int, ...] = ROSENBROCK
 ) -> list[Problem]:
-    out = []
-    for n in rosenbrock:
-        x0 = torch.full((n,), -1.2, dtype=torch.float64, device=device)
-        x0[1::2] = 1.0
-        out.append(Problem(f"rosenbrock-{n}", _rosenbrock, x0))
+    out = [rosenbrock_problem(n, device) for n in rosenbrock]
     train = split_dataset(load_bundled("digits"), seed=0).train
     X, y = train.X.double().to(device), train.y.to(device)
 
@@ -200,13 +203,15 @@ def _counting_closure(
 
 
 def best_interleaved(
-    calls: dict[str, Callable[[], dict[str, float]]], repeats: int
+    calls: dict[str, Callable[[], dict[str, float]]], repeats: int, pause: float = 0.0
 ) -> dict[str, dict[str, float]]:
     """Each call's fastest run of `repeats`, taken in turns (a, b, c, a, b, c, …) so that a
-    drift of the machine's speed weighs on every contender alike."""
+    drift of the machine's speed weighs on every contender alike; `pause` seconds before each
+    run let the threads of the last one (OpenBLAS's spin about 0.1 s) fall asleep first."""
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
+            time.sleep(pause)
             runs[name].append(call())
     return {name: min(done, key=lambda r: r["seconds"]) for name, done in runs.items()}
 
@@ -366,6 +371,42 @@ def _ours_clocked(problem: Problem, method: str, runs: int) -> list[tuple[dict[s
     return out
 
 
+def every_core_notes(n: int = 100_000, repeats: int = 3) -> list[str]:
+    """L-BFGS on Rosenbrock n with torch and BLAS on every core, as a program runs by default:
+    dlopt, dlopt with numpy forced onto the long vectors (the host path before NUMPY_MAX_N),
+    torch.optim.LBFGS and SciPy's L-BFGS-B. Numpy's BLAS threads spin after each call and
+    starve torch's, whose objective then waits whole scheduler ticks."""
+    from dlopt.optim import directions
+
+    problem = rosenbrock_problem(n)
+    limit = directions.NUMPY_MAX_N
+
+    def numpy_forced() -> dict[str, float]:
+        directions.NUMPY_MAX_N = n
+        try:
+            return _ours(problem, "lbfgs")
+        finally:
+            directions.NUMPY_MAX_N = limit
+
+    with every_core() as cores:
+        best = best_interleaved(
+            {
+                "dlopt": partial(_ours, problem, "lbfgs"),
+                "dlopt, numpy on long vectors": numpy_forced,
+                "torch.optim.LBFGS": partial(_torch_lbfgs, problem),
+                "scipy L-BFGS-B": partial(_scipy, problem, "L-BFGS-B"),
+            },
+            repeats,
+            pause=0.5,
+        )
+    return [
+        f"L-BFGS on Rosenbrock n={n} with {cores} threads (a program's default), ms: "
+        + ", ".join(f"{name} {run['seconds'] * 1e3:.0f}" for name, run in best.items())
+        + " — numpy's BLAS threads starve torch's past NUMPY_MAX_N "
+        f"= {limit}, which is why dlopt leaves long vectors to torch"
+    ]
+
+
 def overhead_per_iteration(problem: Problem, method: str, runs: int = 15) -> float:
     """Seconds per iteration outside the objective: (run time − time inside every f+∇f
     evaluation, measured in the loop) / iterations; the best of `runs` runs."""
@@ -456,6 +497,7 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
         + ", ".join(f"{p.name} {r:.2f}" for p, r in zip(every, lbfgs_floor, strict=True))
     )
     by_name = {p.name: p for p in every}
+    notes += every_core_notes()
     notes += hvp_notes(by_name)
     notes.append("optimizer time per iteration, objective excluded (best of 15 runs):")
     by_name["rosenbrock-2 + 736 KB copy"] = _with_memory_traffic(by_name["rosenbrock-2"])
