@@ -51,11 +51,13 @@ def check_fraction(
     return value
 
 
-def check_finite_number(name: str, value: object, *, caller: str, positive: bool = False) -> float:
+def check_finite_number(
+    name: str, value: object, *, caller: str, positive: bool = False, nonnegative: bool = False
+) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{caller}({name}=...) must be a number; got {value!r}.")
     value = float(value)
-    if not math.isfinite(value) or (positive and value <= 0):
-        rule = "a finite number > 0" if positive else "a finite number"
-        raise ValueError(f"{caller}({name}=...) must be {rule}; got {value!r}.")
+    if not math.isfinite(value) or (positive and value <= 0) or (nonnegative and value < 0):
+        rule = " > 0" if positive else " ≥ 0" if nonnegative else ""
+        raise ValueError(f"{caller}({name}=...) must be a finite number{rule}; got {value!r}.")
     return value

@@ -176,6 +176,24 @@ def test_callback_can_stop_and_bad_arguments_raise():
         minimize(lambda x: x, torch.zeros(2))
     with pytest.raises(ValueError, match="empty"):
         minimize(lambda x: (x**2).sum(), torch.zeros(0))
+    with pytest.raises(ValueError, match="≥ 0"):
+        minimize(lambda x: (x**2).sum(), torch.ones(2), tol=-1.0)
+
+
+@pytest.mark.parametrize(
+    "method, status",
+    [("lbfgs", Status.CONVERGED), ("newton", Status.CONVERGED), ("cg", Status.LINE_SEARCH_FAILED)],
+)
+def test_tol_zero_runs_to_the_precision_of_float64(method, status):
+    """tol = 0 asks for all the precision there is: a method ends on an exact zero gradient
+    (success) or where no step decreases f any more (not success), at the last accepted x."""
+    from .problems import extended_rosenbrock, rosenbrock_x0
+
+    x0 = torch.tensor(rosenbrock_x0(10), dtype=torch.float64)
+    result = minimize(extended_rosenbrock, x0, method=method, tol=0.0, max_iter=3000)
+    assert result.status is status and result.success is (status is Status.CONVERGED)
+    assert result.grad_norm < 1e-13
+    torch.testing.assert_close(result.x, torch.ones(10, dtype=torch.float64), rtol=0, atol=1e-12)
 
 
 def test_bfgs_refuses_a_matrix_over_the_memory_budget_and_names_lbfgs():

@@ -98,6 +98,8 @@ def test_arguments_are_checked():
         LBFGS(params, history_size=2.5)
     with pytest.raises(ValueError, match="beta"):
         NonlinearCG(params, beta="dy")
+    with pytest.raises(ValueError, match=r"LBFGS\(tol=\.\.\.\) must be a finite number ≥ 0"):
+        LBFGS(params, tol=-1e-3)  # would never converge: it ran to max_iter
     with pytest.raises(ValueError, match="L-BFGS"):
         BFGS([nn.Parameter(torch.zeros(20_000))])
     with pytest.raises(ValueError, match="closure"):

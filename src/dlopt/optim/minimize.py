@@ -82,7 +82,7 @@ def minimize(
     """
     factory = check_choice("method", method, METHODS, caller="minimize")
     check_choice("line_search", line_search, LINE_SEARCHES, caller="minimize")
-    check_finite_number("tol", tol, caller="minimize")
+    check_finite_number("tol", tol, caller="minimize", nonnegative=True)
     check_positive_int("max_iter", max_iter, caller="minimize", minimum=0)
     check_positive_int("history_size", history_size, caller="minimize")
     if not isinstance(x0, Tensor) or not torch.is_floating_point(x0):

@@ -42,7 +42,7 @@ class _SecondOrder(torch.optim.Optimizer):
         caller = type(self).__name__
         check_finite_number("lr", defaults["lr"], caller=caller, positive=True)
         check_positive_int("max_iter", defaults["max_iter"], caller=caller)
-        check_finite_number("tol", defaults["tol"], caller=caller)
+        check_finite_number("tol", defaults["tol"], caller=caller, nonnegative=True)
         check_choice("line_search", defaults["line_search"], LINE_SEARCHES, caller=caller)
         super().__init__(params, defaults)
         for p in self._params:
