@@ -140,6 +140,29 @@ def test_unusable_parameters_and_closures_are_named():
     with pytest.raises(ValueError, match=r"must call loss\.backward\(\)"):
         optimizer.step(forgets_backward)
 
+    def returns(value):
+        def closure():
+            optimizer.zero_grad()
+            extended_rosenbrock(params[0]).backward()
+            return value
+
+        return closure
+
+    with pytest.raises(TypeError, match=r"must return the loss.*got NoneType"):
+        optimizer.step(returns(None))
+    with pytest.raises(TypeError, match=r"must return the loss.*shape \(3,\)"):
+        optimizer.step(returns(torch.ones(3)))
+
+    def returns_a_number():  # a number is a loss, as in torch.optim
+        optimizer.zero_grad()
+        loss = extended_rosenbrock(params[0])
+        loss.backward()
+        return loss.item()
+
+    before = extended_rosenbrock(params[0]).item()
+    assert isinstance(optimizer.step(returns_a_number), torch.Tensor)
+    assert extended_rosenbrock(params[0]).item() < before
+
 
 def test_newton_needs_a_closure_without_backward():
     params = _params()

@@ -184,7 +184,17 @@ class ClosureObjective(Objective):
         with torch.enable_grad():
             loss = self.closure()
             if not isinstance(loss, Tensor):
+                if isinstance(loss, bool) or not isinstance(loss, int | float):
+                    raise TypeError(
+                        "the closure must return the loss, a scalar tensor or a number; got "
+                        f"{type(loss).__name__}."
+                    )
                 loss = torch.as_tensor(float(loss), dtype=x.dtype, device=x.device)
+            elif loss.numel() != 1:
+                raise TypeError(
+                    "the closure must return the loss, a scalar tensor or a number; got a "
+                    f"tensor of shape {tuple(loss.shape)}."
+                )
             if self.backward and not create_graph:
                 accumulated = [p.grad for p in self.params]
                 if all(grad is None for grad in accumulated):
