@@ -203,6 +203,21 @@ def test_bfgs_refuses_a_matrix_over_the_memory_budget_and_names_lbfgs():
         minimize(lambda x: (x**2).sum(), torch.zeros(100), method="bfgs", memory_budget=1000)
 
 
+def test_newton_refuses_a_hessian_over_the_memory_budget_and_names_newton_cg():
+    """n = 20 000 in float32 is a 1.5 GiB Hessian (about 4.5 GiB while built): it used to run
+    for 30 s; a larger n exhausts memory. The budget is BFGS's, 1 GiB by default."""
+    from dlopt.optim import Newton
+
+    with pytest.raises(ValueError, match=r"Newton-CG.*method='newton-cg'.*memory_budget="):
+        minimize(lambda x: (x**2).sum(), torch.zeros(20_000), method="newton")
+    with pytest.raises(ValueError, match=r"Newton forms the exact Hessian.*dlopt\.optim\.NewtonCG"):
+        Newton([torch.nn.Parameter(torch.zeros(20_000))])
+    small = minimize(lambda x: ((x - 1) ** 2).sum(), torch.zeros(30), method="newton")
+    assert small.success and small.nit == 1
+    with pytest.raises(ValueError, match="memory budget"):
+        minimize(lambda x: (x**2).sum(), torch.zeros(30), method="newton", memory_budget=1000)
+
+
 def test_success_only_when_the_stated_test_held():
     result = minimize(PROBLEMS[1].torch_f, torch.tensor(PROBLEMS[1].x0), method="cg", max_iter=3)
     assert result.status is Status.MAX_ITER and not result.success

@@ -14,7 +14,7 @@ from dlopt.optim.objective import FunctionObjective
 from dlopt.optim.result import OptimizeResult, Status
 from dlopt.optim.solver import Iterate, Solver
 
-BFGS_MEMORY_BUDGET = 1 << 30  # bytes for BFGS's dense n×n matrix
+DENSE_MEMORY_BUDGET = 1 << 30  # bytes for BFGS's n×n matrix or Newton's n×n Hessian
 
 METHODS: dict[str, Callable[[], Method]] = {
     "gd": GradientDescent,
@@ -35,14 +35,22 @@ LINE_SEARCHES = {
 }
 
 
-def check_bfgs_memory(n: int, itemsize: int, budget: int, caller: str) -> None:
+def check_dense_memory(method: str, n: int, itemsize: int, budget: int, caller: str) -> None:
+    """Refuse BFGS's n×n matrix or Newton's n×n Hessian over `budget` bytes, naming the
+    method that needs O(n) memory instead (Newton builds H from n batched products: about
+    three n×n arrays at its peak)."""
     need = n * n * itemsize
-    if need > budget:
-        raise ValueError(
-            f"{caller}: BFGS keeps a dense {n}×{n} matrix ({need / 2**30:.1f} GiB), "
-            f"over the memory budget of {budget / 2**30:.1f} GiB; use L-BFGS "
-            "(method='lbfgs' / dlopt.optim.LBFGS), which needs 2·m·n numbers."
-        )
+    if need <= budget:
+        return
+    size = f"a dense {n}×{n} matrix ({need / 2**30:.1f} GiB)"
+    advice = {
+        "bfgs": f"BFGS keeps {size}, over the memory budget of {budget / 2**30:.1f} GiB; use "
+        "L-BFGS (method='lbfgs' / dlopt.optim.LBFGS), which needs 2·m·n numbers.",
+        "newton": f"Newton forms the exact Hessian, {size} and about 3× that while it is built, "
+        f"over the memory budget of {budget / 2**30:.1f} GiB; use Newton-CG "
+        "(method='newton-cg' / dlopt.optim.NewtonCG), which needs Hessian-vector products only.",
+    }[method]
+    raise ValueError(f"{caller}: {advice} (memory_budget= raises the limit.)")
 
 
 def minimize(
@@ -55,7 +63,7 @@ def minimize(
     line_search: str = "strong_wolfe",
     history_size: int = 10,
     max_ls: int = 25,
-    memory_budget: int = BFGS_MEMORY_BUDGET,
+    memory_budget: int = DENSE_MEMORY_BUDGET,
     callback: Callable[[OptimizeResult], bool | None] | None = None,
 ) -> OptimizeResult:
     """Minimize the scalar `fun` over a tensor of x0's shape, dtype and device.
@@ -73,6 +81,8 @@ def minimize(
             "exact" (t = −gᵀd/dᵀHd from one Hessian-vector product: exact on quadratics, the
             chapter's idealization; strong Wolfe when it fails), or "none" (fixed unit steps,
             with a divergence guard).
+        memory_budget: bytes allowed for BFGS's n×n matrix or Newton's n×n Hessian (1 GiB);
+            above it they refuse and name L-BFGS or Newton-CG.
         callback: called with the current result after each iteration; True stops the run.
 
     >>> import torch
@@ -89,8 +99,10 @@ def minimize(
         raise TypeError(f"minimize(x0=...) must be a floating-point tensor; got {x0!r:.60}.")
     if x0.numel() == 0:
         raise ValueError("minimize(x0=...) is empty: there is nothing to minimize.")
-    if method == "bfgs":
-        check_bfgs_memory(x0.numel(), x0.element_size(), memory_budget, "minimize(method='bfgs')")
+    if method in ("bfgs", "newton"):
+        check_dense_memory(
+            method, x0.numel(), x0.element_size(), memory_budget, f"minimize(method={method!r})"
+        )
     direction = LBFGS(history_size) if method == "lbfgs" else factory()
     objective = FunctionObjective(fun, x0.shape)
     solver = Solver(direction, objective, tol=tol, line_search=line_search, max_ls=max_ls)

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from dlopt._validation import check_choice, check_finite_number, check_positive_int
 from dlopt.optim import directions, newton
-from dlopt.optim.minimize import BFGS_MEMORY_BUDGET, LINE_SEARCHES, check_bfgs_memory
+from dlopt.optim.minimize import DENSE_MEMORY_BUDGET, LINE_SEARCHES, check_dense_memory
 from dlopt.optim.objective import ClosureObjective
 from dlopt.optim.result import Status
 from dlopt.optim.solver import Memory, Solver
@@ -186,13 +186,13 @@ class BFGS(_SecondOrder):
         max_iter: int = 100,
         tol: float = 1e-7,
         line_search: str = "strong_wolfe",
-        memory_budget: int = BFGS_MEMORY_BUDGET,
+        memory_budget: int = DENSE_MEMORY_BUDGET,
     ) -> None:
         super().__init__(
             params, _defaults(lr, max_iter, tol, line_search, memory_budget=memory_budget)
         )
         n = sum(p.numel() for p in self._params)
-        check_bfgs_memory(n, self._params[0].element_size(), memory_budget, "BFGS")
+        check_dense_memory("bfgs", n, self._params[0].element_size(), memory_budget, "BFGS")
 
     def _method(self) -> directions.Method:
         return directions.BFGS()
@@ -252,7 +252,8 @@ class NewtonCG(_SecondOrder):
 
 
 class Newton(_SecondOrder):
-    """Newton with the exact, damped Hessian (small n); closure without backward."""
+    """Newton with the exact, damped Hessian (small n); closure without backward. Refuses an
+    n×n Hessian above `memory_budget` bytes (Newton-CG needs none)."""
 
     closure_backward = False
 
@@ -264,8 +265,13 @@ class Newton(_SecondOrder):
         max_iter: int = 100,
         tol: float = 1e-7,
         line_search: str = "strong_wolfe",
+        memory_budget: int = DENSE_MEMORY_BUDGET,
     ) -> None:
-        super().__init__(params, _defaults(lr, max_iter, tol, line_search))
+        super().__init__(
+            params, _defaults(lr, max_iter, tol, line_search, memory_budget=memory_budget)
+        )
+        n = sum(p.numel() for p in self._params)
+        check_dense_memory("newton", n, self._params[0].element_size(), memory_budget, "Newton")
 
     def _method(self) -> directions.Method:
         return newton.Newton()
