@@ -7,7 +7,8 @@ nonlinear CG know their slope on the host already.
 
 On the CPU there is nothing to transfer, and what costs is the library calls and the passes
 over the gradient: numpy (a call costs about 1 µs, torch's dispatcher 3–5) on the gradient's
-memory computes f and ∇fᵀd for every trial step, ‖∇f‖² and ∇fᵀ∇f₀ only for the step the line
+memory — for n up to ``directions.NUMPY_MAX_N``; longer vectors take the device path in torch,
+as numpy's BLAS threads would starve torch's — computes f and ∇fᵀd for every trial step, ‖∇f‖² and ∇fᵀ∇f₀ only for the step the line
 search accepts (``Solver.complete``), and ‖∇f‖∞ only when ‖∇f‖² ≤ n·tol² leaves the convergence
 test open (``Iterate.converged``).
 """
