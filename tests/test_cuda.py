@@ -152,3 +152,62 @@ def test_batchnorm_statistics_and_channels_last_folding_on_the_gpu(monkeypatch):
     x = batches[0].cuda()
     with torch.no_grad():
         torch.testing.assert_close(fold_batchnorm(on_gpu)(x), on_gpu(x), rtol=1e-5, atol=1e-5)
+
+
+def test_augmentations_run_on_the_gpu_with_a_device_generator():
+    from dlopt.augment import (
+        Compose,
+        Elastic,
+        InputNoise,
+        PCAColor,
+        RandomAffine,
+        RandomCropFlip,
+        affine,
+        crop_flip,
+    )
+
+    x = torch.rand(6, 3, 8, 8)
+    gpu = x.cuda()
+    # deterministic maps: the same numbers on both devices
+    angles = torch.tensor([0.0, 90.0, 10.0, -30.0, 45.0, 180.0])
+    torch.testing.assert_close(
+        affine(gpu, rotation=angles.cuda(), scale=1.1).cpu(),
+        affine(x, rotation=angles, scale=1.1),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    offsets = torch.tensor([[0, 0], [1, 2], [2, 2], [0, 1], [1, 1], [2, 0]])
+    torch.testing.assert_close(
+        crop_flip(gpu, offsets.cuda(), padding=1).cpu(), crop_flip(x, offsets, padding=1)
+    )
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    chain = Compose(
+        [
+            RandomAffine(rotation=10, shift=1),
+            RandomCropFlip(padding=1),
+            Elastic(alpha=2, sigma=2),
+            PCAColor(0.1).fit(x),
+            InputNoise(0.01),
+        ]
+    )
+    out = chain(gpu, generator)
+    assert out.device.type == "cuda" and out.shape == gpu.shape and out.isfinite().all()
+
+
+def test_trainer_augments_on_the_gpu():
+    from dlopt.augment import RandomCropFlip
+    from dlopt.data import load_bundled, split_dataset
+    from dlopt.nn import cnn
+    from dlopt.train import Trainer
+
+    splits = split_dataset(load_bundled("digits"), seed=0, train_size=200)
+    torch.manual_seed(0)
+    model = cnn((1, 8, 8), 10, channels=(8,)).cuda()
+    trainer = Trainer(
+        model,
+        torch.optim.Adam(model.parameters(), 3e-3),
+        max_epochs=30,
+        augment=RandomCropFlip(padding=1, flip=0.0, shape=(1, 8, 8)),
+    )
+    trainer.fit(splits.train, splits.val)
+    assert trainer.evaluate(splits.test)["accuracy"] > 0.8

@@ -34,7 +34,18 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
-    "module", ["dlopt.optim.minimize", "dlopt.optim.optimizers", "dlopt.nn.activations"]
+    "module",
+    [
+        "dlopt.optim.minimize",
+        "dlopt.optim.optimizers",
+        "dlopt.nn.activations",
+        "dlopt.augment.affine",
+        "dlopt.augment.crop_flip",
+        "dlopt.augment.pca_color",
+        "dlopt.augment.elastic",
+        "dlopt.augment.noise",
+        "dlopt.augment.compose",
+    ],
 )
 def test_docstring_examples_run(module):
     import doctest

@@ -8,7 +8,7 @@ import math
 import random
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,6 +43,10 @@ class Trainer:
     Everything needed to continue a run bit-for-bit is in :meth:`state_dict`: model, optimizer,
     scheduler, callbacks, position (epoch, batch, step), accumulators and every RNG state. The
     batch order of epoch e is drawn from (seed, e), so it needs no state.
+
+    `augment` (``aug(x, generator) -> x'``, see :mod:`dlopt.augment`) transforms every training
+    batch's inputs, never evaluation's; its generator is seeded from (seed, step), so a resumed
+    run draws the same augmentations.
     """
 
     def __init__(
@@ -60,8 +64,14 @@ class Trainer:
         train_metrics: bool = True,
         handle_signals: bool = False,
         penalties: Sequence[Penalty] = (),
+        augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     ) -> None:
+        if augment is not None and not callable(augment):
+            raise TypeError(
+                f"Trainer(augment=...) must be callable as aug(x, generator); got {augment!r}."
+            )
         self.model = model
+        self.augment = augment
         self.optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
         self.loss = loss
         self.max_epochs = check_positive_int("max_epochs", max_epochs, caller="Trainer", minimum=0)
@@ -183,6 +193,8 @@ class Trainer:
         batch_hooks = self._hooks["on_batch_end"]
         model.train()
         for xb, yb in batches.epoch(state.epoch, state.batch):
+            if self.augment is not None:
+                xb = self._augmented(xb)
             if self._closure:
                 loss, out = self._closure_step(xb, yb)
             else:
@@ -218,6 +230,19 @@ class Trainer:
                 cb.on_batch_end(self)
             if state.should_stop:
                 return
+
+    def _augmented(self, xb: Tensor) -> Tensor:
+        assert self.augment is not None
+        generator = torch.Generator(device=xb.device)
+        generator.manual_seed(self.seed * 1_000_003 + self.state.step)  # (seed, step): resumable
+        out = self.augment(xb, generator)
+        if not isinstance(out, Tensor) or out.shape != xb.shape:
+            raise ValueError(
+                f"Trainer(augment=...) must return a batch of the inputs' shape "
+                f"{tuple(xb.shape)}; got "
+                + (f"{tuple(out.shape)}." if isinstance(out, Tensor) else f"{type(out).__name__}.")
+            )
+        return out
 
     def _closure_step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor | None]:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]

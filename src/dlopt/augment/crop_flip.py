@@ -1,0 +1,75 @@
+"""The natural-image recipe's geometry: random crops of a zero-padded image, and horizontal
+flips (SPEC E2; Krizhevsky et al. 2012, He et al. 2016 for CIFAR: pad 4, crop 32, flip).
+
+Exact: pixels are gathered, never interpolated. A crop at offset (i, j) of the image padded by
+p is the image shifted by (p − i, p − j) with zeros coming in; the whole batch is one gather.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dlopt._validation import check_positive_int
+from dlopt.augment._images import as_images, coin
+
+
+def crop_flip(
+    x: Tensor,
+    offsets: Tensor,
+    flips: Tensor | None = None,
+    *,
+    padding: int,
+    shape: Sequence[int] | None = None,
+) -> Tensor:
+    """Crop each image of the batch, zero-padded by `padding`, at its (row, column) offset in
+    [0, 2·padding] (an N × 2 integer tensor); mirror left–right where `flips` is True."""
+    images, restore = as_images(x, shape, "crop_flip")
+    n, _, h, w = images.shape
+    padding = check_positive_int("padding", padding, caller="crop_flip", minimum=0)
+    offsets = torch.as_tensor(offsets, device=images.device).long().expand(n, 2)
+    if offsets.numel() and (offsets.min() < 0 or offsets.max() > 2 * padding):
+        raise ValueError(
+            f"crop_flip(offsets=...) must lie in [0, {2 * padding}] (twice the padding); got "
+            f"{int(offsets.min())}…{int(offsets.max())}."
+        )
+    padded = F.pad(images, (padding,) * 4)
+    rows = offsets[:, :1] + torch.arange(h, device=images.device)  # N × H
+    cols = offsets[:, 1:] + torch.arange(w, device=images.device)  # N × W
+    if flips is not None:
+        flips = torch.as_tensor(flips, device=images.device).bool().expand(n)
+        cols = torch.where(flips[:, None], cols.flip(-1), cols)
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # N H W C
+    return restore(out.permute(0, 3, 1, 2).contiguous())
+
+
+class RandomCropFlip:
+    """Random crops of the `padding`-padded image (offsets uniform in [0, 2·padding]) and, with
+    probability `flip`, a left–right mirror.
+
+    >>> import torch
+    >>> aug = RandomCropFlip(padding=4, shape=(3, 32, 32))
+    >>> aug(torch.rand(2, 3 * 32 * 32)).shape
+    torch.Size([2, 3072])
+    """
+
+    def __init__(
+        self, padding: int = 4, flip: float = 0.5, *, shape: Sequence[int] | None = None
+    ) -> None:
+        self.padding = check_positive_int("padding", padding, caller="RandomCropFlip", minimum=0)
+        if not 0 <= flip <= 1:
+            raise ValueError(f"RandomCropFlip(flip=...) is a probability in [0, 1]; got {flip!r}.")
+        self.flip, self.shape = float(flip), shape
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        n = len(x)
+        offsets = torch.randint(
+            0, 2 * self.padding + 1, (n, 2), generator=generator, device=x.device
+        )
+        return crop_flip(
+            x, offsets, coin(n, self.flip, x, generator), padding=self.padding, shape=self.shape
+        )

@@ -1,0 +1,85 @@
+r"""Elastic deformation ("morphing", SPEC E3; Simard, Steinkraus & Platt 2003).
+
+Each image gets its own smooth random displacement field: uniform noise U(−1, 1) for the two
+coordinates of every pixel, smoothed by a Gaussian of standard deviation `sigma` pixels
+(a depthwise convolution, separable: two 1-D passes) and scaled by `alpha` pixels; the image is
+resampled at p + u(p). Small sigma gives near-random fields; large sigma near-affine ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dlopt._validation import check_finite_number
+from dlopt.augment._images import as_images
+
+
+def gaussian_kernel(sigma: float, like: Tensor) -> Tensor:
+    """The normalized 1-D Gaussian over ±3σ (at least one pixel each side)."""
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, device=like.device, dtype=like.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def smooth(fields: Tensor, sigma: float) -> Tensor:
+    """Each channel of N × C × H × W blurred by the Gaussian, zero outside (separable)."""
+    c = fields.shape[1]
+    k = gaussian_kernel(sigma, fields)
+    r = len(k) // 2
+    out = F.conv2d(fields, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, r), groups=c)
+    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
+
+
+class Elastic:
+    """Random elastic deformations; `alpha` and `sigma` in pixels (Simard et al. used
+    α = 34, σ = 4 on 28 × 28 digits).
+
+    >>> import torch
+    >>> aug = Elastic(alpha=8, sigma=3, shape=(1, 28, 28))
+    >>> aug(torch.rand(4, 784), torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 784])
+    """
+
+    def __init__(
+        self,
+        alpha: float = 34.0,
+        sigma: float = 4.0,
+        *,
+        shape: Sequence[int] | None = None,
+        padding_mode: str = "zeros",
+    ) -> None:
+        self.alpha = check_finite_number("alpha", alpha, caller="Elastic", nonnegative=True)
+        self.sigma = check_finite_number("sigma", sigma, caller="Elastic", positive=True)
+        self.shape, self.padding_mode = shape, padding_mode
+
+    def fields(
+        self, n: int, h: int, w: int, like: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        """N × 2 × H × W displacements (x, y) in pixels."""
+        noise = torch.rand(n, 2, h, w, generator=generator, device=like.device) * 2 - 1
+        return smooth(noise.to(like.dtype), self.sigma) * self.alpha
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        images, restore = as_images(x, self.shape, "Elastic")
+        n, _, h, w = images.shape
+        u = self.fields(n, h, w, images, generator)
+        # the identity grid at pixel centres (align_corners=False), plus u in normalized units
+        ys = (torch.arange(h, device=x.device, dtype=images.dtype) * 2 + 1) / h - 1
+        xs = (torch.arange(w, device=x.device, dtype=images.dtype) * 2 + 1) / w - 1
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).expand(n, h, w, 2)
+        grid = grid + (
+            u
+            * torch.tensor([2.0 / w, 2.0 / h], device=x.device, dtype=images.dtype)[
+                None, :, None, None
+            ]
+        ).permute(0, 2, 3, 1)
+        out = F.grid_sample(
+            images, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False
+        )
+        return restore(out)
