@@ -2,6 +2,7 @@
 
 from dlopt.experiments import (  # noqa: F401  (importing registers the experiments)
     activations,
+    augmentation,
     batchnorm,
     dropout,
     early_stopping,
