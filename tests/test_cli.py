@@ -99,6 +99,14 @@ def test_bench_lists_and_runs_with_finite_ratios(capsys):
     assert main(["bench", "nope"]) == 2
 
 
+def test_augment_bench_times_each_augmentation_batched_and_per_image():
+    report = run_benchmark("augment", repeats=1, echo=False)
+    names = [t.name for t in report.timings]
+    assert len(names) == 8 and sum("batched" in n for n in names) == 4
+    assert all(math.isfinite(report.ratio(n)) and report.ratio(n) > 0 for n in names)
+    assert sum("per-image loop / batched" in note for note in report.notes) == 4
+
+
 @pytest.mark.parametrize(
     "argv",
     [

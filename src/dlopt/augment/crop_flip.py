@@ -37,14 +37,16 @@ def crop_flip(
             f"{int(offsets.min())}…{int(offsets.max())}."
         )
     padded = F.pad(images, (padding,) * 4)
+    wide = w + 2 * padding
     rows = offsets[:, :1] + torch.arange(h, device=images.device)  # N × H
     cols = offsets[:, 1:] + torch.arange(w, device=images.device)  # N × W
     if flips is not None:
         flips = torch.as_tensor(flips, device=images.device).bool().expand(n)
         cols = torch.where(flips[:, None], cols.flip(-1), cols)
-    batch = torch.arange(n, device=images.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # N H W C
-    return restore(out.permute(0, 3, 1, 2).contiguous())
+    # one gather along the flattened padded plane, shared by the channels
+    index = (rows[:, :, None] * wide + cols[:, None, :]).view(n, 1, h * w)
+    out = padded.flatten(2).gather(2, index.expand(n, images.shape[1], h * w))
+    return restore(out.view(images.shape))
 
 
 class RandomCropFlip:

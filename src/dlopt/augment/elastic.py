@@ -28,12 +28,24 @@ def gaussian_kernel(sigma: float, like: Tensor) -> Tensor:
 
 
 def smooth(fields: Tensor, sigma: float) -> Tensor:
-    """Each channel of N × C × H × W blurred by the Gaussian, zero outside (separable)."""
-    c = fields.shape[1]
-    k = gaussian_kernel(sigma, fields)
+    """Each channel of N × C × H × W blurred by the Gaussian, zero outside. Separable, and each
+    1-D pass is a product with the banded matrix B_ij = k(j − i): two batched GEMMs, several
+    times faster on the CPU than a depthwise convolution with the same kernel."""
+    h, w = fields.shape[-2:]
+    return _band(h, sigma, fields) @ fields @ _band(w, sigma, fields).T
+
+
+def _band(size: int, sigma: float, like: Tensor) -> Tensor:
+    k = gaussian_kernel(sigma, like)
     r = len(k) // 2
-    out = F.conv2d(fields, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, r), groups=c)
-    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
+    i = torch.arange(size, device=like.device)
+    offset = i[None, :] - i[:, None] + r  # j − i + r
+    inside = (offset >= 0) & (offset < len(k))
+    return torch.where(
+        inside,
+        k[offset.clamp(0, len(k) - 1)],
+        torch.zeros((), dtype=like.dtype, device=like.device),
+    )
 
 
 class Elastic:
