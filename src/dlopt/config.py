@@ -150,6 +150,38 @@ class RegularizationConfig(_Section):
     include: Literal["weights", "all"] = "weights"
 
 
+class AugmentConfig(_Section):
+    """Training-batch augmentation (dlopt.augment), applied in this order: crop, affine map,
+    elastic deformation, PCA colour, input noise. Geometry needs the images' shape: `shape`,
+    or the data's own when it is (H, W) or (C, H, W)."""
+
+    shape: list[int] | None = None
+    crop_padding: int = Field(0, ge=0)
+    rotation: float = Field(0.0, ge=0, le=180)  # degrees, ±
+    shift: float = Field(0.0, ge=0)  # pixels, ±
+    scale: list[float] = Field(default_factory=lambda: [1.0, 1.0])
+    hflip: float = Field(0.0, ge=0, le=1)
+    vflip: float = Field(0.0, ge=0, le=1)
+    elastic_alpha: float = Field(0.0, ge=0)
+    elastic_sigma: float = Field(4.0, gt=0)
+    pca_color: float = Field(0.0, ge=0)
+    noise: float = Field(0.0, ge=0)
+
+    @field_validator("shape")
+    @classmethod
+    def _image_shape(cls, shape: list[int] | None) -> list[int] | None:
+        if shape is not None and (len(shape) not in (2, 3) or min(shape) < 1):
+            raise ValueError(f"must be [H, W] or [C, H, W] with sizes >= 1; got {shape}")
+        return shape
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_range(cls, scale: list[float]) -> list[float]:
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"must be [low, high] with 0 < low <= high; got {scale}")
+        return scale
+
+
 class RunConfig(_Section):
     name: str = "run"
     seed: int = 0
@@ -160,6 +192,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig())
     early_stopping: EarlyStoppingConfig | None = None
     regularization: RegularizationConfig = Field(default_factory=lambda: RegularizationConfig())
+    augment: AugmentConfig | None = None
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -122,6 +122,12 @@ def test_pca_color_matches_numpy_and_draws_shifts_of_the_stated_covariance():
     expected = 0.01 * vectors @ np.diag(lam**2) @ vectors.T
     np.testing.assert_allclose(np.cov(shifts.numpy().T), expected, rtol=0.02, atol=1e-9)
     torch.testing.assert_close(PCAColor(0.0).fit(x)(x), x)
+    grey = images(n=10, c=1)  # one channel: a 1 × 1 covariance, shifts of brightness
+    bright = PCAColor(0.5).fit(grey)
+    torch.testing.assert_close(
+        bright.eigenvalues, grey.var().double().reshape(1), rtol=1e-5, atol=0
+    )
+    assert bright(grey, torch.Generator().manual_seed(0)).shape == grey.shape
     with pytest.raises(RuntimeError, match="fit"):
         PCAColor()(x)
     with pytest.raises(ValueError, match="3 channels"):

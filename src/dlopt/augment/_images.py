@@ -9,8 +9,8 @@ from torch import Tensor
 
 
 def as_images(x: Tensor, shape: Sequence[int] | None, caller: str) -> tuple[Tensor, Callable]:
-    """(x as N × C × H × W, a function that puts a result back in x's layout). Flat rows need
-    `shape` = (C, H, W) or (H, W); a 4-D batch needs none (a given one must match)."""
+    """(x as N × C × H × W, a function that puts a result back in x's layout). Other layouts
+    (flat rows, N × H × W) need `shape` = (C, H, W) or (H, W); a 4-D batch needs none."""
     if not torch.is_floating_point(x):
         raise TypeError(f"{caller}: images must be a floating-point tensor; got {x.dtype}.")
     if shape is not None:
@@ -21,8 +21,9 @@ def as_images(x: Tensor, shape: Sequence[int] | None, caller: str) -> tuple[Tens
             raise ValueError(f"{caller}(shape=...) must be (C, H, W) or (H, W); got {shape!r}.")
         if x.dim() == 4 and tuple(x.shape[1:]) == dims:
             return x, lambda y: y
-        if x.dim() == 2 and x.shape[1] == dims[0] * dims[1] * dims[2]:
-            return x.view(len(x), *dims), lambda y: y.reshape(len(y), -1)
+        if x.dim() >= 2 and x.shape[1:].numel() == dims[0] * dims[1] * dims[2]:
+            layout = x.shape  # flat rows, (N, H, W), …: viewed as images, given back as they came
+            return x.reshape(len(x), *dims), lambda y: y.reshape(layout)
         raise ValueError(
             f"{caller}: a batch of shape {tuple(x.shape)} does not hold images of shape {dims}."
         )

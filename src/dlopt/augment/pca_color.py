@@ -43,7 +43,7 @@ class PCAColor:
         pixels = images.transpose(0, 1).reshape(c, -1).double()
         if pixels.shape[1] < 2:
             raise ValueError("PCAColor.fit: needs at least two pixels to estimate a covariance.")
-        eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(pixels))
+        eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(pixels).reshape(c, c))
         self.eigenvalues = eigenvalues.clamp(min=0)  # rounding can make a zero one negative
         self.eigenvectors = eigenvectors
         return self

@@ -14,7 +14,22 @@ from torch import nn
 import dlopt.optim as dlopt_optim
 from dlopt._io import write_text_atomic
 from dlopt._plots import plot_history
-from dlopt.config import OptimizerConfig, RegularizationConfig, RunConfig, ScheduleConfig
+from dlopt.augment import (
+    Augmentation,
+    Compose,
+    Elastic,
+    InputNoise,
+    PCAColor,
+    RandomAffine,
+    RandomCropFlip,
+)
+from dlopt.config import (
+    AugmentConfig,
+    OptimizerConfig,
+    RegularizationConfig,
+    RunConfig,
+    ScheduleConfig,
+)
 from dlopt.data import Dataset, Splits, load_data, split_dataset
 from dlopt.errors import ConfigError, DataError
 from dlopt.nn import cnn, mlp
@@ -69,6 +84,54 @@ def build_model(config: RunConfig, data: Dataset) -> nn.Module:
         )
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
+
+
+def build_augment(config: AugmentConfig | None, train: Dataset) -> Augmentation | None:
+    """The [augment] section as one Compose (None when it asks for nothing)."""
+    if config is None:
+        return None
+    a = config
+    geometric = (
+        a.crop_padding > 0
+        or a.rotation > 0
+        or a.shift > 0
+        or a.scale != [1.0, 1.0]
+        or a.hflip > 0
+        or a.vflip > 0
+        or a.elastic_alpha > 0
+    )
+    shape = a.shape or (list(train.feature_shape) if len(train.feature_shape) in (2, 3) else None)
+    if (geometric or a.pca_color > 0) and shape is None:
+        raise ConfigError(
+            f"augment: the data's features have shape {train.feature_shape}, not images; give "
+            "the images' shape: [augment] shape = [C, H, W]"
+        )
+    steps: list[Augmentation] = []
+    try:
+        if a.crop_padding > 0:
+            steps.append(RandomCropFlip(a.crop_padding, flip=0.0, shape=shape))
+        if a.rotation > 0 or a.shift > 0 or a.scale != [1.0, 1.0] or a.hflip or a.vflip:
+            steps.append(
+                RandomAffine(
+                    rotation=a.rotation,
+                    scale=(a.scale[0], a.scale[1]),
+                    shift=a.shift,
+                    hflip=a.hflip,
+                    vflip=a.vflip,
+                    shape=shape,
+                )
+            )
+        if a.elastic_alpha > 0:
+            steps.append(Elastic(a.elastic_alpha, a.elastic_sigma, shape=shape))
+        if a.pca_color > 0:
+            steps.append(PCAColor(a.pca_color, shape=shape).fit(train.X))
+        if a.noise > 0:
+            steps.append(InputNoise(a.noise))
+        if steps:
+            Compose(steps)(train.X[:2])  # a shape that does not fit the data fails here, once
+    except ValueError as exc:
+        raise ConfigError(f"augment: {exc}") from None
+    return Compose(steps) if steps else None
 
 
 def build_optimizer(config: OptimizerConfig, params: Any) -> torch.optim.Optimizer:
@@ -195,6 +258,7 @@ def train_run(
         penalties=build_penalties(config.regularization),
         seed=config.seed,
         handle_signals=True,
+        augment=build_augment(config.augment, splits.train),
     )
     if (
         config.early_stopping is not None

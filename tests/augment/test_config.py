@@ -1,0 +1,79 @@
+"""[augment] in a run config: `dlopt train` augments training batches; bad sections are one
+`error:` line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlopt.cli import main
+from dlopt.config import parse_config
+from dlopt.data import load_bundled
+from dlopt.train.run import build_augment
+
+from ..conftest import assert_one_error_line
+
+CONFIG = """
+name = "digits-augmented"
+[data]
+name = "digits"
+train_size = 200
+[model]
+kind = "cnn"
+channels = [8]
+hidden = [32]
+[optimizer]
+name = "adam"
+lr = 3e-3
+[train]
+epochs = 3
+batch_size = 32
+{augment}
+"""
+
+
+def test_train_with_an_augment_section(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        CONFIG.format(
+            augment="[augment]\nshape = [1, 8, 8]\ncrop_padding = 1\nrotation = 8\nnoise = 0.05"
+        )
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.3  # 3 epochs on 200 digits: it learns
+
+
+def test_build_augment_composes_the_asked_steps_in_order():
+    digits = load_bundled("digits")
+    section = parse_config(
+        {"augment": {"shape": [1, 8, 8], "crop_padding": 1, "shift": 1, "pca_color": 0.1}}
+    ).augment
+    aug = build_augment(section, digits)
+    assert [type(a).__name__ for a in aug.augmentations] == [
+        "RandomCropFlip",
+        "RandomAffine",
+        "PCAColor",
+    ]
+    assert build_augment(parse_config({"augment": {}}).augment, digits) is None
+    only_noise = build_augment(parse_config({"augment": {"noise": 0.1}}).augment, digits)
+    assert [type(a).__name__ for a in only_noise.augmentations] == ["InputNoise"]
+
+
+@pytest.mark.parametrize(
+    "section, needle",
+    [
+        ("[augment]\nrotation = 10", "not images"),  # digits are 64 flat features
+        ("[augment]\nshape = [1, 7, 7]\nshift = 1", "does not hold images"),
+        ("[augment]\nshape = [8]\nshift = 1", "augment.shape"),
+        ("[augment]\nscale = [1.2, 0.8]", "augment.scale"),
+        ("[augment]\nhflip = 2", "augment.hflip"),
+        ("[augment]\nrotate = 10", "Did you mean 'rotation'"),
+    ],
+)
+def test_bad_augment_sections_are_one_line(tmp_path, capsys, section, needle):
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG.format(augment=section))
+    assert main(["train", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert_one_error_line(capsys.readouterr().err, needle)
