@@ -99,6 +99,18 @@ def test_bench_lists_and_runs_with_finite_ratios(capsys):
     assert main(["bench", "nope"]) == 2
 
 
+def test_ensemble_bench_times_stacked_and_one_by_one_training():
+    report = run_benchmark("ensemble", repeats=1, echo=False)
+    names = [t.name for t in report.timings]
+    assert names == [
+        "5 members, stacked (dlopt)",
+        "5 members, one by one",
+        "20 members, stacked (dlopt)",
+        "20 members, one by one",
+    ]
+    assert all(math.isfinite(report.ratio(n)) and report.ratio(n) > 0 for n in names)
+
+
 def test_augment_bench_times_each_augmentation_batched_and_per_image():
     report = run_benchmark("augment", repeats=1, echo=False)
     names = [t.name for t in report.timings]

@@ -211,3 +211,18 @@ def test_trainer_augments_on_the_gpu():
     )
     trainer.fit(splits.train, splits.val)
     assert trainer.evaluate(splits.test)["accuracy"] > 0.8
+
+
+def test_stacked_ensemble_trains_on_the_gpu():
+    from dlopt.data import load_bundled, split_dataset
+    from dlopt.ensemble import StackedEnsemble, average, fit_stacked
+    from dlopt.nn import mlp
+
+    splits = split_dataset(load_bundled("digits"), seed=0, train_size=300)
+    torch.manual_seed(0)
+    ensemble = StackedEnsemble(lambda: mlp(64, 10, (32,)), 4).cuda()
+    fit_stacked(ensemble, splits.train.X, splits.train.y, epochs=30, lr=3e-3)
+    outputs = ensemble(splits.test.X.cuda())
+    assert outputs.device.type == "cuda" and outputs.shape[:2] == (4, len(splits.test))
+    accuracy = (average(outputs).argmax(-1).cpu() == splits.test.y).float().mean()
+    assert accuracy > 0.85

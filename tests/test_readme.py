@@ -45,6 +45,7 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
         "dlopt.augment.elastic",
         "dlopt.augment.noise",
         "dlopt.augment.compose",
+        "dlopt.ensemble.stacked",
     ],
 )
 def test_docstring_examples_run(module):

@@ -6,6 +6,7 @@ from dlopt.experiments import (  # noqa: F401  (importing registers the experime
     batchnorm,
     dropout,
     early_stopping,
+    ensembles,
     gradient_noise,
     optimizers,
     regularization,
