@@ -46,6 +46,7 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
         "dlopt.augment.noise",
         "dlopt.augment.compose",
         "dlopt.ensemble.stacked",
+        "dlopt.search.study",
     ],
 )
 def test_docstring_examples_run(module):

@@ -10,6 +10,7 @@ from dlopt.experiments import (  # noqa: F401  (importing registers the experime
     gradient_noise,
     optimizers,
     regularization,
+    search,
 )
 from dlopt.experiments.registry import (
     EXPERIMENTS,
