@@ -68,6 +68,32 @@ def train(
         raise typer.Exit(EXIT_SIGINT if result.interrupted == signal.SIGINT else EXIT_SIGTERM)
 
 
+@app.command("search")
+def search_command(
+    config: Annotated[Path, typer.Argument(help="Run configuration with a [search] section.")],
+    out: Annotated[
+        Path, typer.Option(help="Folder for study.db, search.json and one folder per trial.")
+    ] = Path("runs/search"),
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL (default: sqlite in OUT; postgresql://… for many machines)."
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes on the study.")] = 1,
+    quiet: Quiet = False,
+) -> None:
+    """Search the [search.space] keys of CONFIG; every trial is a training run. Resumable."""
+    from dlopt.config import load_config
+    from dlopt.search.lab import decoded, search_run
+
+    result = search_run(load_config(config), out, storage=storage, workers=workers, quiet=quiet)
+    print(
+        f"best {result.best_value:.4g} with {decoded(result.best_params)}; all trials in "
+        f"{out / 'search.json'}"
+    )
+
+
 @datasets_app.callback(invoke_without_command=True)
 def datasets(ctx: typer.Context) -> None:
     """List the bundled data sets."""

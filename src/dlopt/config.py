@@ -182,6 +182,58 @@ class AugmentConfig(_Section):
         return scale
 
 
+class SearchParamConfig(_Section):
+    """One searched key: a range (`low`, `high`, `log`, `integer`) or `choices`."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchParamConfig:
+        ranged = self.low is not None or self.high is not None
+        if (self.choices is None) == (not ranged):
+            raise ValueError("give either low and high, or choices")
+        if ranged:
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError(f"needs low < high; got {self.low}, {self.high}")
+            if self.log and self.low <= 0:
+                raise ValueError(f"a log scale needs low > 0; got {self.low}")
+        elif not self.choices:
+            raise ValueError("choices is empty")
+        return self
+
+
+class SearchConfig(_Section):
+    """`dlopt search`: which keys of this config to search, how, and what to optimize."""
+
+    strategy: Literal["manual", "grid", "random", "coarse-to-fine", "tpe"] = "random"
+    n_trials: int = Field(20, ge=1)
+    q: int = Field(3, ge=1)
+    rounds: int = Field(3, ge=1)
+    monitor: str = "val_loss"  # minimized; a metric ending in "accuracy" is maximized
+    pruner: Literal["none", "median"] = "none"
+    seed: int = 0
+    space: dict[str, SearchParamConfig] = Field(default_factory=dict)
+    configs: list[dict[str, Any]] = Field(default_factory=list)  # for strategy = "manual"
+
+    @model_validator(mode="after")
+    def _searchable(self) -> SearchConfig:
+        if not self.space:
+            raise ValueError('needs at least one key under [search.space], e.g. "optimizer.lr"')
+        for key in self.space:
+            section, _, name = key.partition(".")
+            if not name or section not in RunConfig.model_fields or section == "search":
+                raise ValueError(
+                    f"space key {key!r} must be SECTION.KEY of this config (e.g. optimizer.lr)"
+                )
+        if self.strategy == "manual" and not self.configs:
+            raise ValueError('strategy = "manual" needs configs = [{...}, ...]')
+        return self
+
+
 class RunConfig(_Section):
     name: str = "run"
     seed: int = 0
@@ -193,6 +245,7 @@ class RunConfig(_Section):
     early_stopping: EarlyStoppingConfig | None = None
     regularization: RegularizationConfig = Field(default_factory=lambda: RegularizationConfig())
     augment: AugmentConfig | None = None
+    search: SearchConfig | None = None  # read by `dlopt search`, ignored by `dlopt train`
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -110,6 +110,16 @@ def check_space(space: Space, caller: str = "search") -> None:
         elif isinstance(p, Categorical):
             if not p.choices:
                 raise ValueError(f"{caller}: {name} has no choices.")
+            odd = [
+                c
+                for c in p.choices
+                if c is not None and not isinstance(c, bool | int | float | str)
+            ]
+            if odd:  # Optuna stores choices as JSON scalars
+                raise TypeError(
+                    f"{caller}: {name}'s choices must be None, bool, int, float or str; got "
+                    f"{odd[0]!r} (encode it, e.g. as a string)."
+                )
         else:
             raise TypeError(f"{caller}: {name} must be Float, Int or Categorical; got {p!r}.")
         if p.when is not None:

@@ -82,7 +82,7 @@ def search(
             "search(workers=...) > 1 needs a storage the workers share, e.g. "
             "storage='sqlite:///study.db'."
         )
-    optuna.logging.set_verbosity(logging.WARNING)
+    optuna.logging.set_verbosity(logging.ERROR)  # dlopt reports; Optuna's log stays quiet
     sampler = (
         optuna.samplers.TPESampler(seed=seed)
         if strategy == "tpe"
@@ -206,7 +206,7 @@ def _worker(
     count: int,
     sampler: optuna.samplers.BaseSampler,
 ) -> None:
-    optuna.logging.set_verbosity(logging.WARNING)
+    optuna.logging.set_verbosity(logging.ERROR)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     if configs is None:
         study.optimize(objective, n_trials=count)

@@ -1,0 +1,125 @@
+"""`dlopt search CONFIG.toml`: trials are training runs of the config with the searched keys put
+in; the search resumes from OUT/study.db; bad [search] sections are one error line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlopt.cli import main
+
+from ..conftest import assert_one_error_line
+
+BASE = """
+name = "tiny-search"
+[data]
+name = "digits"
+train_size = 150
+[model]
+hidden = [16]
+[optimizer]
+name = "adam"
+[train]
+epochs = 2
+"""
+
+
+def write(tmp_path, search: str):
+    path = tmp_path / "search.toml"
+    path.write_text(BASE + search)
+    return path
+
+
+def test_search_runs_trials_and_resumes(tmp_path, capsys):
+    config = write(
+        tmp_path,
+        """
+[search]
+strategy = "random"
+n_trials = 3
+[search.space]
+"optimizer.lr" = { low = 1e-3, high = 1e-1, log = true }
+"model.hidden" = { choices = [[8], [32, 16]] }
+""",
+    )
+    out = tmp_path / "out"
+    assert main(["search", str(config), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "search.json").read_text())
+    assert len(summary["trials"]) == 3 and all(t["state"] == "COMPLETE" for t in summary["trials"])
+    assert all(t["params"]["model.hidden"] in ([8], [32, 16]) for t in summary["trials"])
+    best = min(t["value"] for t in summary["trials"])
+    assert summary["best_value"] == best
+    for i in range(3):  # each trial is a full training run
+        assert (out / f"trial-{i:04d}" / "metrics.json").exists()
+    assert "best" in capsys.readouterr().out
+    assert main(["search", str(config), "--out", str(out), "--quiet"]) == 0  # resumed
+    assert len(json.loads((out / "search.json").read_text())["trials"]) == 3
+    assert not (out / "trial-0003").exists()
+    assert main(["train", str(config), "--out", str(tmp_path / "plain"), "--quiet"]) == 0
+
+
+def test_manual_configurations_and_accuracy_is_maximized(tmp_path):
+    config = write(
+        tmp_path,
+        """
+[search]
+strategy = "manual"
+monitor = "val_accuracy"
+configs = [{ "optimizer.lr" = 1e-6 }, { "optimizer.lr" = 3e-2 }]
+[search.space]
+"optimizer.lr" = { low = 1e-6, high = 1.0, log = true }
+""",
+    )
+    out = tmp_path / "out"
+    assert main(["search", str(config), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "search.json").read_text())
+    assert [t["params"]["optimizer.lr"] for t in summary["trials"]] == [1e-6, 3e-2]
+    assert summary["best_params"] == {"optimizer.lr": 3e-2}  # the higher accuracy
+
+
+@pytest.mark.parametrize(
+    "search, needle",
+    [
+        ("", "no [search] section"),
+        ('[search]\nstrategy = "random"\n', "search.space"),
+        ('[search]\n[search.space]\n"foo.lr" = { low = 0.1, high = 1.0 }\n', "SECTION.KEY"),
+        ('[search]\n[search.space]\n"optimizer.lr" = { low = 1.0, high = 0.1 }\n', "low < high"),
+        (
+            '[search]\n[search.space]\n"optimizer.lr" = { low = 0.0, high = 1.0, log = true }\n',
+            "log scale",
+        ),
+        ('[search]\n[search.space]\n"optimizer.lr" = { choices = [0.1], low = 0.1 }\n', "either"),
+        (
+            '[search]\nstrategy = "manual"\n[search.space]\n"optimizer.lr" = { low = 0.1, high = 1.0 }\n',
+            "configs",
+        ),
+        (
+            '[search]\nn_trials = 1\n[search.space]\n"optimizer.momentum" = { low = 0.5, high = 0.9 }\n',
+            "momentum is an option",
+        ),
+    ],
+)
+def test_bad_search_sections_are_one_line(tmp_path, capsys, search, needle):
+    config = write(tmp_path, search)
+    assert main(["search", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert_one_error_line(capsys.readouterr().err, needle)
+
+
+def test_the_example_search_config_builds_valid_trials():
+    import random
+    from pathlib import Path
+
+    from dlopt.config import load_config
+    from dlopt.search import sample
+    from dlopt.search.lab import space_of, trial_config
+
+    config = load_config(Path(__file__).parents[2] / "examples" / "digits_search.toml")
+    assert config.search is not None and config.search.strategy == "coarse-to-fine"
+    space = space_of(config.search)
+    rng = random.Random(0)
+    for i in range(20):
+        trial = trial_config(config, sample(space, rng), f"t{i}")
+        assert trial.model.hidden in ([64], [128], [256, 128])
+        assert 1e-4 <= trial.optimizer.lr <= 1e-1 and 0 <= trial.model.dropout <= 0.5
+        assert trial.search is None and trial.train.epochs == 15
