@@ -76,6 +76,10 @@ def test_a_search_on_sqlite_resumes_and_workers_share_it(tmp_path):
     assert len(again.trials) == 12 and again.best_value == first.best_value  # nothing re-run
     more = search(bowl, SPACE, strategy="tpe", n_trials=20, storage=url, study_name="dlopt")
     assert len(more.trials) == 20  # 12 kept, 8 new
+    c2f = f"sqlite:///{tmp_path / 'c2f.db'}"
+    whole = search(bowl, SPACE, strategy="coarse-to-fine", n_trials=30, storage=c2f, seed=2)
+    again = search(bowl, SPACE, strategy="coarse-to-fine", n_trials=30, storage=c2f, seed=2)
+    assert len(again.trials) == 30 and again.best_value == whole.best_value
     shared = search(bowl, SPACE, strategy="grid", q=4, storage=url, study_name="grid", workers=2)
     assert len(shared.trials) == 16 and all(state == "COMPLETE" for _, _, state in shared.trials)
     assert sorted(p["w"] for p, _, _ in shared.trials) == sorted(p["w"] for p in grid(SPACE, 4))

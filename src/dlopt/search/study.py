@@ -102,15 +102,13 @@ def search(
         check_positive_int("rounds", rounds, caller="search")
         per_round = max(1, n_trials // rounds)
         current: dict[str, Param] = dict(space)
+        earlier, scheduled = _finished(study), 0  # resuming: rounds already run are not rerun
         for r in range(rounds):
             budget = per_round if r < rounds - 1 else n_trials - per_round * (rounds - 1)
-            _run(
-                study,
-                wrapped,
-                [sample(current, rng) for _ in range(budget)],
-                workers,
-                storage=storage,
-            )
+            remaining = min(budget, max(0, scheduled + budget - earlier))
+            scheduled += budget
+            configs = [sample(current, rng) for _ in range(budget)][budget - remaining :]
+            _run(study, wrapped, configs, workers, storage=storage)
             current = _narrow(space, study, top)
     elif strategy == "tpe":
         _run(study, wrapped, [], workers, n=max(0, n_trials - _finished(study)), storage=storage)
