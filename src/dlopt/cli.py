@@ -85,9 +85,18 @@ def search_command(
 ) -> None:
     """Search the [search.space] keys of CONFIG; every trial is a training run. Resumable."""
     from dlopt.config import load_config
-    from dlopt.search.lab import decoded, search_run
+    from dlopt.search.lab import SearchInterrupted, decoded, search_run
 
-    result = search_run(load_config(config), out, storage=storage, workers=workers, quiet=quiet)
+    try:
+        result = search_run(load_config(config), out, storage=storage, workers=workers, quiet=quiet)
+    except SearchInterrupted as stop:
+        name = signal.Signals(stop.signum).name
+        print(
+            f"interrupted by {name}: finished trials are kept in {out}; the same command "
+            "continues the search",
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_SIGINT if stop.signum == signal.SIGINT else EXIT_SIGTERM) from None
     print(
         f"best {result.best_value:.4g} with {decoded(result.best_params)}; all trials in "
         f"{out / 'search.json'}"

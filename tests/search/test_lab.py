@@ -123,3 +123,55 @@ def test_the_example_search_config_builds_valid_trials():
         assert trial.model.hidden in ([64], [128], [256, 128])
         assert 1e-4 <= trial.optimizer.lr <= 1e-1 and 0 <= trial.model.dropout <= 0.5
         assert trial.search is None and trial.train.epochs == 15
+
+
+def test_an_interrupted_search_exits_130_and_the_same_command_finishes_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ..conftest import run_cli
+
+    config = (
+        write(
+            tmp_path,
+            """
+[search]
+strategy = "random"
+n_trials = 3
+[search.space]
+"optimizer.lr" = { low = 1e-3, high = 1e-1, log = true }
+""",
+        )
+        .read_text()
+        .replace("epochs = 2", "epochs = 40")
+    )
+    path = tmp_path / "slow.toml"
+    path.write_text(config)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlopt.cli", "search", str(path), "--out", str(out), "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "trial-0001").exists() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.2)  # inside the second trial's training
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted by SIGINT" in stderr and "Traceback" not in stderr
+    finished = run_cli("search", str(path), "--out", str(out), "--quiet", timeout=180)
+    assert finished.returncode == 0, finished.stderr
+    trials = json.loads((out / "search.json").read_text())["trials"]
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    assert len(complete) == 3  # the interrupted trial ran again; nothing ran twice
+    assert len({t["params"]["optimizer.lr"] for t in complete}) == 3
+    assert [t["state"] for t in trials].count("FAIL") == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,15 @@ def trial_config(base: RunConfig, params: dict[str, Any], name: str) -> RunConfi
     return parse_config(data, source=f"search trial {name}")
 
 
+class SearchInterrupted(Exception):
+    """A trial's training run was stopped by SIGINT/SIGTERM: the search stops with it. The
+    trial is recorded as failed and is run again when the search continues."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 def search_run(
     config: RunConfig,
     out: Path,
@@ -88,7 +98,12 @@ def search_run(
         name = f"trial-{trial.number:04d}"
         run_config = trial_config(config, params, f"{config.name}/{name}")
         pruning = PruneTrial(trial, s.monitor)
-        result = train_run(run_config, out / name, quiet=True, extra_callbacks=(pruning,))
+        folder = out / name
+        if folder.exists():  # a trial interrupted earlier: start it afresh
+            shutil.rmtree(folder)
+        result = train_run(run_config, folder, quiet=True, extra_callbacks=(pruning,))
+        if result.interrupted:
+            raise SearchInterrupted(result.interrupted)
         pruning.raise_if_pruned()
         values = [h[s.monitor] for h in result.trainer.state.history if s.monitor in h]
         if not values:

@@ -103,12 +103,16 @@ def search(
         per_round = max(1, n_trials // rounds)
         current: dict[str, Param] = dict(space)
         earlier, scheduled = _finished(study), 0  # resuming: rounds already run are not rerun
+        waiting = len(_waiting(study))  # queued by an interrupted call: they run first
         for r in range(rounds):
             budget = per_round if r < rounds - 1 else n_trials - per_round * (rounds - 1)
             remaining = min(budget, max(0, scheduled + budget - earlier))
             scheduled += budget
-            configs = [sample(current, rng) for _ in range(budget)][budget - remaining :]
-            _run(study, wrapped, configs, workers, storage=storage)
+            from_queue = min(waiting, remaining)
+            waiting -= from_queue
+            fresh = [sample(current, rng) for _ in range(budget)]
+            configs = fresh[budget - remaining + from_queue :]
+            _run(study, wrapped, configs, workers, storage=storage, waiting=from_queue)
             current = _narrow(space, study, top)
     elif strategy == "tpe":
         _run(study, wrapped, [], workers, n=max(0, n_trials - _finished(study)), storage=storage)
@@ -120,12 +124,13 @@ def search(
             if strategy == "grid"
             else [sample(space, rng) for _ in range(n_trials)]
         )
-        done = [t.params for t in study.trials if t.state.is_finished()]
+        done = [t.params for t in study.trials if t.state in _SETTLED]
+        queued = _waiting(study)  # enqueued by an interrupted call: still to run, once
         todo = list(planned)
-        for params in done:  # resuming: what was tried is not tried again
+        for params in done + queued:  # resuming: what was tried is not tried again
             if params in todo:
                 todo.remove(params)
-        _run(study, wrapped, todo, workers, storage=storage)
+        _run(study, wrapped, todo, workers, storage=storage, waiting=len(queued))
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not finished:
         raise RuntimeError("search: no trial completed (all failed or were pruned).")
@@ -163,9 +168,11 @@ def _run(
     workers: int,
     n: int | None = None,
     storage: str | None = None,
+    waiting: int = 0,
 ) -> None:
-    """Evaluate `configs` (or, with none, `n` trials of the study's own sampler)."""
-    total = len(configs) if n is None else n
+    """Evaluate `configs` (or, with none, `n` trials of the study's own sampler), after the
+    `waiting` trials an interrupted call left queued."""
+    total = (len(configs) if n is None else n) + waiting
     if total == 0:
         return
     if workers == 1:
@@ -216,8 +223,20 @@ def _worker(
         study.optimize(objective, n_trials=1)
 
 
+_SETTLED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def _waiting(study: optuna.Study) -> list[dict[str, Any]]:
+    """Parameters of enqueued trials not yet run (left by an interrupted search)."""
+    return [
+        dict(t.params or t.system_attrs.get("fixed_params", {}))
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    ]
+
+
 def _finished(study: optuna.Study) -> int:
-    return sum(t.state.is_finished() for t in study.trials)
+    """Trials that need no rerun: completed or pruned (a failed one is tried again)."""
+    return sum(t.state in _SETTLED for t in study.trials)
 
 
 def _narrow(space: Space, study: optuna.Study, top: int) -> dict[str, Param]:
