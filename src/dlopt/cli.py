@@ -56,9 +56,14 @@ def train(
 ) -> None:
     """Train a model from CONFIG; write OUT/{history.csv,checkpoint.pt,best.pt,metrics.json,curves.png}."""
     from dlopt.config import load_config
-    from dlopt.train.run import train_run
+    from dlopt.train.run import ensemble_run, train_run
 
-    result = train_run(load_config(config), out, resume=resume, quiet=quiet)
+    run_config = load_config(config)
+    result = (
+        ensemble_run(run_config, out, resume=resume, quiet=quiet)
+        if run_config.ensemble is not None
+        else train_run(run_config, out, resume=resume, quiet=quiet)
+    )
     if result.interrupted:
         name = signal.Signals(result.interrupted).name
         print(

@@ -234,6 +234,15 @@ class SearchConfig(_Section):
         return self
 
 
+class EnsembleConfig(_Section):
+    """`dlopt train` trains `members` models of this config one after another (seeds
+    seed, seed + 1, …), each on a bootstrap resample of the training set when `bootstrap`,
+    and reports the model average and the vote beside the members (SPEC G1, G2)."""
+
+    members: int = Field(5, ge=2, le=100)
+    bootstrap: bool = True
+
+
 class RunConfig(_Section):
     name: str = "run"
     seed: int = 0
@@ -246,6 +255,7 @@ class RunConfig(_Section):
     regularization: RegularizationConfig = Field(default_factory=lambda: RegularizationConfig())
     augment: AugmentConfig | None = None
     search: SearchConfig | None = None  # read by `dlopt search`, ignored by `dlopt train`
+    ensemble: EnsembleConfig | None = None
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

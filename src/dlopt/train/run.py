@@ -35,7 +35,7 @@ from dlopt.errors import ConfigError, DataError
 from dlopt.nn import cnn, mlp
 from dlopt.regularize import L1, L2, ElasticNet, Penalty
 from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar
-from dlopt.train.checkpoint import Checkpoint, previous_path
+from dlopt.train.checkpoint import FORMAT, Checkpoint, previous_path, save_checkpoint
 from dlopt.train.trainer import Trainer
 
 
@@ -216,8 +216,10 @@ def train_run(
     resume: bool = False,
     quiet: bool = False,
     extra_callbacks: tuple[Callback, ...] = (),
+    bootstrap_seed: int | None = None,
 ) -> RunResult:
-    """Build everything from `config`, train, and write the run's files into `out`."""
+    """Build everything from `config`, train, and write the run's files into `out`; with
+    `bootstrap_seed`, on a bootstrap resample of the training set drawn from it."""
     checkpoint = out / "checkpoint.pt"
     if not resume and (checkpoint.exists() or previous_path(checkpoint).exists()):
         raise DataError(
@@ -227,6 +229,13 @@ def train_run(
         )
     torch.manual_seed(config.seed)
     splits = load_splits(config)
+    if bootstrap_seed is not None:
+        from dlopt.ensemble import bootstrap_indices
+
+        t = splits.train
+        idx = bootstrap_indices(len(t), 1, torch.Generator().manual_seed(bootstrap_seed))[0]
+        resampled = Dataset(t.X[idx], t.y[idx], t.task, t.name, t.n_classes)
+        splits = Splits(resampled, splits.val, splits.test)
     device = _device(config.train.device)
     model = build_model(config, splits.train).to(device)
     optimizer = build_optimizer(config.optimizer, model.parameters())
@@ -287,3 +296,92 @@ def train_run(
         shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
         print(f"{config.name}: {trainer.state.epoch} epochs; {shown}", file=sys.stderr)
     return RunResult(trainer, test, None)
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    members: list[RunResult]
+    test_metrics: dict[str, Any]
+    interrupted: int | None
+
+
+def ensemble_run(
+    config: RunConfig, out: Path, *, resume: bool = False, quiet: bool = False
+) -> EnsembleResult:
+    """[ensemble]: the members in OUT/member-N (each a full run: resumable, its own files),
+    then the model average and the vote on the test set in OUT/metrics.json. With --resume,
+    finished members are read back from their checkpoints and the rest train or continue."""
+    from dlopt.ensemble import average, member_outputs, vote
+
+    assert config.ensemble is not None
+    e = config.ensemble
+    if not resume and any(out.glob("member-*/checkpoint.pt")):
+        raise DataError(
+            "already holds an ensemble; pass --resume to continue it or choose another --out",
+            source=out,
+        )
+    members: list[RunResult] = []
+    for i in range(e.members):
+        folder = out / f"member-{i}"
+        member = config.model_copy(update={"seed": config.seed + i, "ensemble": None})
+        done = (folder / "member.pt").exists()
+        result = (
+            train_run(
+                member,
+                folder,
+                resume=resume and (folder / "checkpoint.pt").exists() and not done,
+                quiet=True,
+                bootstrap_seed=config.seed + 1000 + i if e.bootstrap else None,
+            )
+            if not done
+            else _finished_member(member, folder)
+        )
+        if result.interrupted:
+            return EnsembleResult(members, {}, result.interrupted)
+        if not done:  # the member as evaluated (best weights restored, if early stopping did)
+            payload = {
+                "format": FORMAT,
+                "kind": "model",
+                "model": result.trainer.model.state_dict(),
+            }
+            save_checkpoint(payload, folder / "member.pt")
+        members.append(result)
+    splits = load_splits(config)
+    device = _device(config.train.device)
+    models = [m.trainer.model for m in members]
+    outputs = member_outputs(models, splits.test.X.to(device)).float().cpu()
+    y = splits.test.y
+    accuracy = {
+        f"member_{i}_accuracy": float((o.argmax(-1) == y).float().mean())
+        for i, o in enumerate(outputs)
+    }
+    summary = {
+        "name": config.name,
+        "members": e.members,
+        "bootstrap": e.bootstrap,
+        **accuracy,
+        "members_mean_accuracy": sum(accuracy.values()) / len(accuracy),
+        "average_accuracy": float((average(outputs).argmax(-1) == y).float().mean()),
+        "vote_accuracy": float((vote(outputs) == y).float().mean()),
+    }
+    write_text_atomic(out / "metrics.json", json.dumps(summary, indent=1))
+    if not quiet:
+        print(
+            f"{config.name}: {e.members} members, mean test accuracy "
+            f"{summary['members_mean_accuracy']:.4f}; model average {summary['average_accuracy']:.4f}, "
+            f"vote {summary['vote_accuracy']:.4f}",
+            file=sys.stderr,
+        )
+    return EnsembleResult(members, summary, None)
+
+
+def _finished_member(config: RunConfig, folder: Path) -> RunResult:
+    """A member trained by an earlier call: its model from its final checkpoint."""
+    from dlopt.train.checkpoint import load_checkpoint
+
+    splits = load_splits(config)
+    model = build_model(config, splits.train).to(_device(config.train.device))
+    payload, _ = load_checkpoint(folder / "member.pt")
+    model.load_state_dict(payload["model"])
+    trainer = Trainer(model, build_optimizer(config.optimizer, model.parameters()))
+    return RunResult(trainer, json.loads((folder / "metrics.json").read_text()), None)
