@@ -194,8 +194,8 @@ def test_tta_averages_softmax_over_views():
     [
         (lambda: RandomAffine(rotation=-1), "≥ 0"),
         (lambda: RandomAffine(scale=(1.2, 0.8)), "low ≤ high"),
-        (lambda: RandomAffine(hflip=1.5), "probability"),
-        (lambda: RandomCropFlip(flip=2), "probability"),
+        (lambda: RandomAffine(hflip=1.5), r"hflip=\.\.\.\) must lie in \[0, 1\]"),
+        (lambda: RandomCropFlip(flip=2), r"flip=\.\.\.\) must lie in \[0, 1\]"),
         (lambda: Elastic(sigma=0), "> 0"),
         (lambda: affine(torch.zeros(2, 5)), "shape=\\(C, H, W\\)"),
         (lambda: affine(torch.zeros(2, 5), shape=(1, 2, 2)), "does not hold images"),

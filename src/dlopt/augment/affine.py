@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dlopt._validation import check_choice, check_finite_number
+from dlopt._validation import check_choice, check_finite_number, check_fraction
 from dlopt.augment._images import as_images, coin, uniform
 
 MODES = {"bilinear": "bilinear", "nearest": "nearest", "bicubic": "bicubic"}
@@ -61,7 +61,7 @@ def affine(
         w,
         like,
     )
-    out = _resample(images, theta, mode, padding_mode)
+    out = resample(images, theta, mode=mode, padding_mode=padding_mode)
     return restore(out)
 
 
@@ -99,8 +99,22 @@ def _inverse_maps(
     return torch.cat([linear, offset[:, :, None]], -1)
 
 
-def _resample(images: Tensor, theta: Tensor, mode: str, padding_mode: str) -> Tensor:
+def resample(
+    images: Tensor,
+    theta: Tensor,
+    *,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+    displacement: Tensor | None = None,
+) -> Tensor:
+    """`images` read where the N × 2 × 3 maps `theta` send each output pixel centre
+    (normalized coordinates, align_corners=False), moved further by `displacement`
+    (N × 2 × H × W, in pixels, x then y) if given: one grid_sample for the batch."""
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    if displacement is not None:
+        h, w = images.shape[-2:]
+        per_pixel = torch.tensor([2.0 / w, 2.0 / h], dtype=images.dtype, device=images.device)
+        grid = grid + displacement.permute(0, 2, 3, 1) * per_pixel
     return F.grid_sample(images, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
 
 
@@ -136,8 +150,8 @@ class RandomAffine:
                 f"RandomAffine(scale=...) must be (low, high), low ≤ high; got {scale}."
             )
         self.scale = (low, high)
-        self.hflip = _probability("hflip", hflip)
-        self.vflip = _probability("vflip", vflip)
+        self.hflip = check_fraction("hflip", hflip, caller=caller, high_open=False)
+        self.vflip = check_fraction("vflip", vflip, caller=caller, high_open=False)
         self.shape, self.mode, self.padding_mode = shape, mode, padding_mode
         check_choice("mode", mode, MODES, caller=caller)
         check_choice("padding_mode", padding_mode, PADDING, caller=caller)
@@ -158,10 +172,3 @@ class RandomAffine:
             mode=self.mode,
             padding_mode=self.padding_mode,
         )
-
-
-def _probability(name: str, p: float) -> float:
-    p = check_finite_number(name, p, caller="RandomAffine", nonnegative=True)
-    if p > 1:
-        raise ValueError(f"RandomAffine({name}=...) is a probability in [0, 1]; got {p!r}.")
-    return p

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dlopt._validation import check_positive_int
+from dlopt._validation import check_fraction, check_positive_int
 from dlopt.augment._images import as_images, coin
 
 
@@ -63,9 +63,8 @@ class RandomCropFlip:
         self, padding: int = 4, flip: float = 0.5, *, shape: Sequence[int] | None = None
     ) -> None:
         self.padding = check_positive_int("padding", padding, caller="RandomCropFlip", minimum=0)
-        if not 0 <= flip <= 1:
-            raise ValueError(f"RandomCropFlip(flip=...) is a probability in [0, 1]; got {flip!r}.")
-        self.flip, self.shape = float(flip), shape
+        self.flip = check_fraction("flip", flip, caller="RandomCropFlip", high_open=False)
+        self.shape = shape
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         n = len(x)

@@ -12,11 +12,11 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from dlopt._validation import check_finite_number
+from dlopt._validation import check_choice, check_finite_number
 from dlopt.augment._images import as_images
+from dlopt.augment.affine import PADDING, resample
 
 
 def gaussian_kernel(sigma: float, like: Tensor) -> Tensor:
@@ -68,6 +68,7 @@ class Elastic:
     ) -> None:
         self.alpha = check_finite_number("alpha", alpha, caller="Elastic", nonnegative=True)
         self.sigma = check_finite_number("sigma", sigma, caller="Elastic", positive=True)
+        check_choice("padding_mode", padding_mode, PADDING, caller="Elastic")
         self.shape, self.padding_mode = shape, padding_mode
 
     def fields(
@@ -81,17 +82,6 @@ class Elastic:
         images, restore = as_images(x, self.shape, "Elastic")
         n, _, h, w = images.shape
         u = self.fields(n, h, w, images, generator)
-        # the identity grid at pixel centres (align_corners=False), plus u in normalized units
-        ys = (torch.arange(h, device=x.device, dtype=images.dtype) * 2 + 1) / h - 1
-        xs = (torch.arange(w, device=x.device, dtype=images.dtype) * 2 + 1) / w - 1
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).expand(n, h, w, 2)
-        grid = grid + (
-            u
-            * torch.tensor([2.0 / w, 2.0 / h], device=x.device, dtype=images.dtype)[
-                None, :, None, None
-            ]
-        ).permute(0, 2, 3, 1)
-        out = F.grid_sample(
-            images, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False
-        )
+        identity = torch.eye(2, 3, device=images.device).expand(n, 2, 3)
+        out = resample(images, identity, padding_mode=self.padding_mode, displacement=u)
         return restore(out)

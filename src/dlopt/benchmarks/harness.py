@@ -10,7 +10,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,20 +126,24 @@ def parse_device(text: str) -> torch.device:
 
 
 @contextmanager
-def every_core() -> Iterator[int]:
-    """Inside a benchmark (which pins one thread): torch and the BLAS libraries on every core
-    this process may use, as a user's program runs by default. Yields that count."""
+def pinned(count: int) -> Iterator[int]:
+    """torch and numpy/scipy/sklearn's BLAS on `count` threads, restored afterwards."""
     from threadpoolctl import threadpool_limits
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    pinned = torch.get_num_threads()
-    torch.set_num_threads(cores)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
     try:
-        with threadpool_limits(cores):
-            yield cores
+        with threadpool_limits(count):
+            yield count
     finally:
-        torch.set_num_threads(pinned)
+        torch.set_num_threads(previous)
+
+
+def every_core() -> AbstractContextManager[int]:
+    """Inside a benchmark (which pins one thread): every core this process may use, as a
+    user's program runs by default."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return pinned(cores or 1)
 
 
 def run_benchmark(
@@ -164,15 +168,8 @@ def run_benchmark(
             f"not on {where}.",
             source="bench",
         )
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(threads):  # numpy/scipy/sklearn's BLAS gets the same thread count
-            report = bench.run(repeats, where)
-    finally:
-        torch.set_num_threads(previous)
+    with pinned(threads):
+        report = bench.run(repeats, where)
     if echo:
         print(report.render())
     return report
