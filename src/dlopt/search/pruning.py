@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from dlopt.train.callbacks import Callback
+from dlopt.train.callbacks import Callback, monitored
 
 if TYPE_CHECKING:
     from dlopt.train.trainer import Trainer
@@ -32,14 +32,8 @@ class PruneTrial(Callback):
         self.pruned_at: int | None = None
 
     def on_epoch_end(self, trainer: Trainer) -> None:
-        metrics = trainer.state.metrics
-        if self.monitor not in metrics:
-            raise ValueError(
-                f"PruneTrial(monitor=...) is {self.monitor!r}, which is not logged; logged: "
-                f"{sorted(metrics)}."
-            )
         epoch = trainer.state.epoch
-        self.trial.report(float(metrics[self.monitor]), epoch)
+        self.trial.report(float(monitored(trainer, self.monitor, "PruneTrial")), epoch)
         if self.trial.should_prune():
             self.pruned_at = epoch
             trainer.request_stop(f"pruned by the search after epoch {epoch}")

@@ -46,6 +46,16 @@ class Callback:
 _MODES = {"min": 1.0, "max": -1.0}
 
 
+def monitored(trainer: Trainer, monitor: str, caller: str) -> float:
+    """This epoch's value of the metric `monitor`, or an error naming what is logged."""
+    metrics = trainer.state.metrics
+    if monitor not in metrics:
+        raise ValueError(
+            f"{caller}(monitor=...) is {monitor!r}, which is not logged; logged: {sorted(metrics)}."
+        )
+    return metrics[monitor]
+
+
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by `min_delta` for `patience` epochs (SPEC D1).
 
@@ -78,13 +88,7 @@ class EarlyStopping(Callback):
         return math.isfinite(value) and self.sign * (self.best - value) > self.min_delta
 
     def on_epoch_end(self, trainer: Trainer) -> None:
-        metrics = trainer.state.metrics
-        if self.monitor not in metrics:
-            raise ValueError(
-                f"EarlyStopping(monitor=...) is {self.monitor!r}, which is not "
-                f"logged; logged: {sorted(metrics)}."
-            )
-        value = metrics[self.monitor]
+        value = monitored(trainer, self.monitor, "EarlyStopping")
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, trainer.state.epoch, 0
             if self.restore_best_weights:

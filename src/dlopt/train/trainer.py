@@ -72,6 +72,7 @@ class Trainer:
             )
         self.model = model
         self.augment = augment
+        self._augment_generator: torch.Generator | None = None
         self.optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
         self.loss = loss
         self.max_epochs = check_positive_int("max_epochs", max_epochs, caller="Trainer", minimum=0)
@@ -233,7 +234,9 @@ class Trainer:
 
     def _augmented(self, xb: Tensor) -> Tensor:
         assert self.augment is not None
-        generator = torch.Generator(device=xb.device)
+        generator = self._augment_generator
+        if generator is None or generator.device != xb.device:  # one per run, reseeded below
+            generator = self._augment_generator = torch.Generator(device=xb.device)
         generator.manual_seed(self.seed * 1_000_003 + self.state.step)  # (seed, step): resumable
         out = self.augment(xb, generator)
         if not isinstance(out, Tensor) or out.shape != xb.shape:
