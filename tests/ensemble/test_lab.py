@@ -49,7 +49,7 @@ def test_members_their_average_and_vote(tmp_path):
     models = []
     for i in range(3):
         model = build_model(config, splits.train)
-        model.load_state_dict(load_checkpoint(out / f"member-{i}" / "member.pt")[0]["model"])
+        model.load_state_dict(load_checkpoint(out / f"member-{i}" / "best.pt")[0]["model"])
         models.append(model)
     outputs = member_outputs(models, splits.test.X)
     y = splits.test.y
@@ -58,6 +58,9 @@ def test_members_their_average_and_vote(tmp_path):
     )
     assert metrics["vote_accuracy"] == pytest.approx(float((vote(outputs) == y).float().mean()))
     members = [metrics[f"member_{i}_accuracy"] for i in range(3)]
+    for i, accuracy in enumerate(members):  # every member was tested on the ensemble's split
+        own = json.loads((out / f"member-{i}" / "metrics.json").read_text())
+        assert own["test_accuracy"] == pytest.approx(accuracy)
     assert metrics["members_mean_accuracy"] == pytest.approx(sum(members) / 3)
     assert len(set(members)) > 1  # each its own seed and resample
     assert not torch.equal(outputs[0], outputs[1])
@@ -67,12 +70,12 @@ def test_resume_keeps_finished_members_and_trains_the_rest(tmp_path):
     path, out = write(tmp_path), tmp_path / "out"
     assert main(["train", str(path), "--out", str(out), "--quiet"]) == 0
     first = json.loads((out / "metrics.json").read_text())
-    kept = (out / "member-0" / "member.pt").stat().st_mtime_ns
+    kept = (out / "member-0" / "best.pt").stat().st_mtime_ns
     for name in os.listdir(out / "member-2"):  # as if the run had stopped before member 2
         os.remove(out / "member-2" / name)
     assert main(["train", str(path), "--out", str(out), "--quiet"]) == 2  # no silent restart
     assert main(["train", str(path), "--out", str(out), "--quiet", "--resume"]) == 0
-    assert (out / "member-0" / "member.pt").stat().st_mtime_ns == kept
+    assert (out / "member-0" / "best.pt").stat().st_mtime_ns == kept
     assert json.loads((out / "metrics.json").read_text()) == first  # member 2 trained again alike
 
 

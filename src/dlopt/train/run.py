@@ -35,7 +35,7 @@ from dlopt.errors import ConfigError, DataError
 from dlopt.nn import cnn, mlp
 from dlopt.regularize import L1, L2, ElasticNet, Penalty
 from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar
-from dlopt.train.checkpoint import FORMAT, Checkpoint, previous_path, save_checkpoint
+from dlopt.train.checkpoint import Checkpoint, previous_path
 from dlopt.train.trainer import Trainer
 
 
@@ -216,10 +216,14 @@ def train_run(
     resume: bool = False,
     quiet: bool = False,
     extra_callbacks: tuple[Callback, ...] = (),
-    bootstrap_seed: int | None = None,
+    member: int | None = None,
+    bootstrap: bool = False,
 ) -> RunResult:
-    """Build everything from `config`, train, and write the run's files into `out`; with
-    `bootstrap_seed`, on a bootstrap resample of the training set drawn from it."""
+    """Build everything from `config`, train, and write the run's files into `out`.
+
+    An ensemble's `member` i keeps the config's data split and draws its initial values and
+    batch order from seed + i; with `bootstrap`, it trains on a bootstrap resample of the
+    training set drawn from seed + 1000 + i."""
     checkpoint = out / "checkpoint.pt"
     if not resume and (checkpoint.exists() or previous_path(checkpoint).exists()):
         raise DataError(
@@ -227,13 +231,15 @@ def train_run(
             "choose another --out",
             source=out,
         )
-    torch.manual_seed(config.seed)
+    seed = config.seed + (member or 0)
+    torch.manual_seed(seed)
     splits = load_splits(config)
-    if bootstrap_seed is not None:
+    if bootstrap:
         from dlopt.ensemble import bootstrap_indices
 
         t = splits.train
-        idx = bootstrap_indices(len(t), 1, torch.Generator().manual_seed(bootstrap_seed))[0]
+        generator = torch.Generator().manual_seed(seed + 1000)
+        idx = bootstrap_indices(len(t), 1, generator)[0]
         resampled = Dataset(t.X[idx], t.y[idx], t.task, t.name, t.n_classes)
         splits = Splits(resampled, splits.val, splits.test)
     device = _device(config.train.device)
@@ -265,7 +271,7 @@ def train_run(
         scheduler=build_scheduler(config.schedule, optimizer, config.train.epochs),
         callbacks=callbacks,
         penalties=build_penalties(config.regularization),
-        seed=config.seed,
+        seed=seed,
         handle_signals=True,
         augment=build_augment(config.augment, splits.train),
     )
@@ -310,7 +316,7 @@ def ensemble_run(
 ) -> EnsembleResult:
     """[ensemble]: the members in OUT/member-N (each a full run: resumable, its own files),
     then the model average and the vote on the test set in OUT/metrics.json. With --resume,
-    finished members are read back from their checkpoints and the rest train or continue."""
+    finished members are read back from their best.pt and the rest train or continue."""
     from dlopt.ensemble import average, member_outputs, vote
 
     assert config.ensemble is not None
@@ -320,34 +326,26 @@ def ensemble_run(
             "already holds an ensemble; pass --resume to continue it or choose another --out",
             source=out,
         )
+    splits = load_splits(config)  # every member's split: the test set is the ensemble's too
+    device = _device(config.train.device)
+    single = config.model_copy(update={"ensemble": None})
     members: list[RunResult] = []
     for i in range(e.members):
         folder = out / f"member-{i}"
-        member = config.model_copy(update={"seed": config.seed + i, "ensemble": None})
-        done = (folder / "member.pt").exists()
-        result = (
-            train_run(
-                member,
-                folder,
-                resume=resume and (folder / "checkpoint.pt").exists() and not done,
-                quiet=True,
-                bootstrap_seed=config.seed + 1000 + i if e.bootstrap else None,
-            )
-            if not done
-            else _finished_member(member, folder)
+        if (folder / "metrics.json").exists():  # finished by an earlier call
+            members.append(_finished_member(single, splits, device, folder))
+            continue
+        result = train_run(
+            single,
+            folder,
+            resume=resume and (folder / "checkpoint.pt").exists(),
+            quiet=True,
+            member=i,
+            bootstrap=e.bootstrap,
         )
         if result.interrupted:
             return EnsembleResult(members, {}, result.interrupted)
-        if not done:  # the member as evaluated (best weights restored, if early stopping did)
-            payload = {
-                "format": FORMAT,
-                "kind": "model",
-                "model": result.trainer.model.state_dict(),
-            }
-            save_checkpoint(payload, folder / "member.pt")
         members.append(result)
-    splits = load_splits(config)
-    device = _device(config.train.device)
     models = [m.trainer.model for m in members]
     outputs = member_outputs(models, splits.test.X.to(device)).float().cpu()
     y = splits.test.y
@@ -375,13 +373,14 @@ def ensemble_run(
     return EnsembleResult(members, summary, None)
 
 
-def _finished_member(config: RunConfig, folder: Path) -> RunResult:
-    """A member trained by an earlier call: its model from its final checkpoint."""
+def _finished_member(
+    config: RunConfig, splits: Splits, device: torch.device, folder: Path
+) -> RunResult:
+    """A member trained by an earlier call: its model as evaluated, which the Checkpoint
+    callback wrote to best.pt when the run ended (best weights restored, if early stopping
+    did), before metrics.json."""
     from dlopt.train.checkpoint import load_checkpoint
 
-    splits = load_splits(config)
-    model = build_model(config, splits.train).to(_device(config.train.device))
-    payload, _ = load_checkpoint(folder / "member.pt")
-    model.load_state_dict(payload["model"])
-    trainer = Trainer(model, build_optimizer(config.optimizer, model.parameters()))
-    return RunResult(trainer, json.loads((folder / "metrics.json").read_text()), None)
+    model = build_model(config, splits.train).to(device)
+    model.load_state_dict(load_checkpoint(folder / "best.pt")[0]["model"])
+    return RunResult(Trainer(model), json.loads((folder / "metrics.json").read_text()), None)
