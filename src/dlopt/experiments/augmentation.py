@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dlopt._plots import figure, save_figure
+from dlopt._plots import figure
 from dlopt.augment import RandomAffine, RandomCropFlip, flip_and_shift_views, tta_predict
 from dlopt.data import Dataset, Splits, load_bundled, split_dataset
 from dlopt.experiments.registry import Context, Outcome, experiment
@@ -135,5 +135,4 @@ def _plot(ctx: Context, runs: dict[tuple[int, str], list[Run]]) -> str:
     axes[1].legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
-    save_figure(fig, ctx.figure("accuracy"))
-    return ctx.figure("accuracy").name
+    return ctx.save(fig, "accuracy")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dlopt._plots import figure, save_figure
+from dlopt._plots import figure
 from dlopt.data import Splits
 from dlopt.experiments.data import digits
 from dlopt.experiments.registry import Context, Outcome, experiment
@@ -78,8 +78,7 @@ def _plot(ctx: Context, name: str, runs: dict[str, Scores]) -> str:
     for ax in axes:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    save_figure(fig, ctx.figure(name))
-    return ctx.figure(name).name
+    return ctx.save(fig, name)
 
 
 @experiment(

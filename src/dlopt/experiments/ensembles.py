@@ -13,7 +13,7 @@ import statistics
 
 import torch
 
-from dlopt._plots import figure, save_figure
+from dlopt._plots import figure
 from dlopt.ensemble import StackedEnsemble, average, fit_stacked, network_member, samme, vote
 from dlopt.experiments.data import digits
 from dlopt.experiments.registry import Context, Outcome, experiment
@@ -126,5 +126,4 @@ def _plot(ctx: Context, runs: dict[str, list[dict[str, float | list[float]]]]) -
         ax.set(title=kind, xlabel="seed", ylabel="test accuracy")
         ax.grid(alpha=0.3)
     axes[0].legend(["member", "model average", "vote"], fontsize=7)
-    save_figure(fig, ctx.figure("members"))
-    return ctx.figure("members").name
+    return ctx.save(fig, "members")

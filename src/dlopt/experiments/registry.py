@@ -40,6 +40,13 @@ class Context:
     def figure(self, name: str) -> Path:
         return self.out / f"{self.experiment_id}-{name}.png"
 
+    def save(self, fig: Any, name: str) -> str:
+        """Write `fig` as this experiment's figure `name`; its file name, for the report."""
+        from dlopt._plots import save_figure
+
+        save_figure(fig, self.figure(name))
+        return self.figure(name).name
+
 
 @dataclass(frozen=True)
 class Experiment:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from dlopt._plots import figure, save_figure
+from dlopt._plots import figure
 from dlopt.experiments.data import digits
 from dlopt.experiments.registry import Context, Outcome, experiment
 from dlopt.nn import mlp
@@ -157,5 +157,4 @@ def _plot(
     axes[1].legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
-    save_figure(fig, ctx.figure("search"))
-    return ctx.figure("search").name
+    return ctx.save(fig, "search")

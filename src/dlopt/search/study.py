@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 
 from dlopt._validation import check_choice, check_positive_int
-from dlopt.search.space import Categorical, Float, Int, Param, Space, check_space, grid, sample
+from dlopt.search.space import Float, Int, Param, Space, check_space, grid, sample
 
 STRATEGIES = {s: s for s in ("manual", "grid", "random", "coarse-to-fine", "tpe")}
 PRUNERS = {"none": None, "median": "median"}
@@ -254,6 +254,3 @@ def _narrow(space: Space, study: optuna.Study, top: int) -> dict[str, Param]:
         values = [t.params[name] for t in best if name in t.params]
         narrowed[name] = p.narrowed(values, 0.5) if values else p
     return narrowed
-
-
-__all__ = ["Categorical", "Float", "Int", "SearchResult", "search"]

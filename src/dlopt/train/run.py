@@ -91,15 +91,8 @@ def build_augment(config: AugmentConfig | None, train: Dataset) -> Augmentation 
     if config is None:
         return None
     a = config
-    geometric = (
-        a.crop_padding > 0
-        or a.rotation > 0
-        or a.shift > 0
-        or a.scale != [1.0, 1.0]
-        or a.hflip > 0
-        or a.vflip > 0
-        or a.elastic_alpha > 0
-    )
+    affine = a.rotation > 0 or a.shift > 0 or a.scale != [1.0, 1.0] or a.hflip > 0 or a.vflip > 0
+    geometric = a.crop_padding > 0 or affine or a.elastic_alpha > 0
     shape = a.shape or (list(train.feature_shape) if len(train.feature_shape) in (2, 3) else None)
     if (geometric or a.pca_color > 0) and shape is None:
         raise ConfigError(
@@ -110,7 +103,7 @@ def build_augment(config: AugmentConfig | None, train: Dataset) -> Augmentation 
     try:
         if a.crop_padding > 0:
             steps.append(RandomCropFlip(a.crop_padding, flip=0.0, shape=shape))
-        if a.rotation > 0 or a.shift > 0 or a.scale != [1.0, 1.0] or a.hflip or a.vflip:
+        if affine:
             steps.append(
                 RandomAffine(
                     rotation=a.rotation,
