@@ -33,7 +33,7 @@ def test_members_run_in_one_call_as_they_would_alone():
     xs = torch.randn(4, 5, 6)
     together, each = ensemble(x), ensemble(xs, per_member=True)
     for i in range(4):
-        alone = ensemble.member(i, make)
+        alone = ensemble.member(i)
         torch.testing.assert_close(together[i], alone(x))
         torch.testing.assert_close(each[i], alone(xs[i]))
     assert not torch.equal(together[0], together[1])  # each its own initial values
@@ -46,7 +46,7 @@ def test_stacked_training_equals_training_each_member_alone():
     torch.manual_seed(1)
     X, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
     ensemble = StackedEnsemble(make, 3)
-    alone = [ensemble.member(i, make) for i in range(3)]
+    alone = [ensemble.member(i) for i in range(3)]
     indices = bootstrap_indices(40, 3, torch.Generator().manual_seed(5))
     fit_stacked(ensemble, X, y, epochs=3, batch_size=16, lr=1e-2, indices=indices, seed=7)
     # the reference: the same epochs, orders and batches, one member and one Adam at a time
@@ -62,7 +62,7 @@ def test_stacked_training_equals_training_each_member_alone():
                 F.cross_entropy(model(X[idx]), y[idx]).backward()
                 opt.step()
     for i, model in enumerate(alone):
-        trained = ensemble.member(i, make)
+        trained = ensemble.member(i)
         for p, q in zip(trained.parameters(), model.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 

@@ -67,10 +67,12 @@ class StackedEnsemble(nn.Module):
         return call(self._params(), self._stacked_buffers(), x)
 
     @torch.no_grad()
-    def member(self, i: int, make: Callable[[], nn.Module]) -> nn.Module:
-        """Member i as a standalone module built by `make()` (for inspection or export)."""
-        model = make()
+    def member(self, i: int) -> nn.Module:
+        """Member i as a standalone module (for inspection or export): the architecture kept
+        without storage, given member i's parameters and buffers."""
+        device = self.stacked[0].device
+        model = copy.deepcopy(self._base[0]).to_empty(device=device)
         state = {name: p[i].clone() for name, p in self._params().items()}
         state.update({name: b[i].clone() for name, b in self._stacked_buffers().items()})
         model.load_state_dict(state)
-        return model.to(self.stacked[0].device)
+        return model.train(self.training)
