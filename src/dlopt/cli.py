@@ -152,21 +152,39 @@ def reproduce(
     quick: Annotated[
         bool, typer.Option("--quick/--full", help="Minutes on 2 CPU cores, or the full runs.")
     ] = True,
+    seed: Annotated[int, typer.Option(help="Seed block: the N run seeds are drawn from it.")] = 0,
+    seeds: Annotated[
+        int | None,
+        typer.Option(help="Independent seeds per claim (default 5 quick, 10 full)."),
+    ] = None,
     only: Annotated[
-        list[str] | None, typer.Option(help="Run only this experiment id (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="Run only this claim: a group (B4) or a sub-claim (B4.init); repeatable."
+        ),
     ] = None,
     out: Annotated[
         Path, typer.Option(help="Report folder: index.html, results.json, PNGs.")
     ] = Path("report"),
+    jobs: Annotated[
+        int | None,
+        typer.Option(help="Worker processes, one thread each (default: the CPU count, ≤ 4)."),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Measure the chapter's claims; write OUT/index.html and OUT/results.json."""
+    """Measure the chapter's claims over many seeds; write OUT/index.html and OUT/results.json."""
     from dlopt.experiments import run_experiments
 
-    results = run_experiments(out, quick=quick, only=only or None, quiet=quiet)
-    confirmed = sum(r.confirmed for r in results)
+    jobs = jobs if jobs is not None else max(1, min(4, os.cpu_count() or 1))
+    rows = run_experiments(
+        out, quick=quick, only=only or None, quiet=quiet, seed=seed, seeds=seeds, jobs=jobs
+    )
+    counts = {
+        v: sum(r.verdict == v for r in rows) for v in ("confirmed", "refuted", "inconclusive")
+    }
     print(
-        f"{confirmed}/{len(results)} claims confirmed; report: {out / 'index.html'}",
+        f"{len(rows)} sub-claims: {counts['confirmed']} confirmed, {counts['refuted']} refuted, "
+        f"{counts['inconclusive']} inconclusive; report: {out / 'index.html'}",
         file=sys.stderr,
     )
 

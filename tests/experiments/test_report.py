@@ -10,8 +10,9 @@ from html.parser import HTMLParser
 import pytest
 
 from dlopt.errors import DloptError
-from dlopt.experiments import EXPERIMENTS, Result, run_experiments
+from dlopt.experiments import EXPERIMENTS, Claim, Experiment, Measured, Row, run_experiments
 from dlopt.experiments.report import write_report
+from dlopt.experiments.stats import Decision
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -38,27 +39,46 @@ class Collector(HTMLParser):
         self.text.append(data)
 
 
-def _hostile_results() -> list[Result]:
-    results = []
-    for i, text in enumerate(HOSTILE):
-        results.append(
-            Result(
-                id=f"X{i}{text[:20]}",
-                claim=text,
-                confirmed=bool(i % 2),
-                summary=text,
-                numbers={text[:50]: text, "nan": math.nan, "inf": math.inf},
-                figures={text: text},
-                seconds=0.1,
-                error=text,
-            )
+def _row(id, claim, verdict="confirmed", value=1.0, numbers=None, figures=None, error=None):
+    decision = Decision(verdict, value, value - 0.1, value + 0.1, 0.05)
+    return Row(
+        id,
+        claim,
+        "empirical",
+        id.split(".")[0],
+        claim,
+        0.0,
+        "greater",
+        {"digits": decision},
+        {"digits": [value, value]},
+        [1, 2],
+        numbers or {},
+        figures or {},
+        0.1,
+        error,
+    )
+
+
+def _hostile_results() -> list[Row]:
+    return [
+        _row(
+            f"X{i}{text[:20]}",
+            text,
+            ("confirmed", "refuted")[i % 2],
+            numbers={text[:50]: text, "nan": math.nan, "inf": math.inf},
+            figures={text: text},
+            error=text,
         )
-    return results
+        for i, text in enumerate(HOSTILE)
+    ]
+
+
+META = {"quick": True, "seed": 0, "seeds": 2, "complete": True}
 
 
 def test_hostile_strings_are_escaped(tmp_path):
     """S5: no <script>, no on*= attribute from inputs; the text survives as text."""
-    write_report(tmp_path / "index.html", _hostile_results(), quick=True)
+    write_report(tmp_path / "index.html", _hostile_results(), meta=META)
     page = (tmp_path / "index.html").read_text()
     parser = Collector()
     parser.feed(page)
@@ -70,47 +90,53 @@ def test_hostile_strings_are_escaped(tmp_path):
 
 
 def test_empty_nan_and_many_results_render_quickly(tmp_path):
-    """P1: an empty report, NaN/inf numbers as text, 1 000 results in < 5 s."""
-    write_report(tmp_path / "empty.html", [], quick=True)
-    assert "0 of 0 claims" in (tmp_path / "empty.html").read_text()
-    many = [Result(f"E{i}", "claim", True, "ok", {"v": math.nan}, {}, 0.0) for i in range(1000)]
+    """P1: an empty report, NaN/inf numbers as text, 1 000 rows in < 5 s; an interrupted run
+    says so."""
+    write_report(tmp_path / "empty.html", [], meta={**META, "complete": False})
+    empty = (tmp_path / "empty.html").read_text()
+    assert "0 sub-claims" in empty and "INCOMPLETE" in empty
+    many = [_row(f"E{i}", "claim", value=math.nan) for i in range(1000)]
     start = time.perf_counter()
-    write_report(tmp_path / "many.html", many, quick=False)
+    write_report(tmp_path / "many.html", many, meta=META)
     assert time.perf_counter() - start < 5
     assert (tmp_path / "many.html").read_text().count("<h2") == 1000
 
 
-def test_results_json_schema_for_d1(tmp_path):
-    """The reproduce contract: results.json entries carry id, claim, confirmed, figures."""
-    results = run_experiments(tmp_path, quick=True, only=["D1"], quiet=True)
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert [r["id"] for r in data] == ["D1"]
-    entry = data[0]
-    assert {"id", "claim", "confirmed", "figures"} <= set(entry)
-    assert entry["confirmed"] is results[0].confirmed and entry["error"] is None
-    for name in entry["figures"].values():
-        assert (tmp_path / name).stat().st_size > 1000
-    numbers = entry["numbers"]
-    # the verdict follows from the numbers with the stated thresholds
-    expected = (
-        numbers["val_loss_final"] >= 1.1 * numbers["val_loss_min"]
-        and numbers["val_loss_min_epoch"] < numbers["epochs"] - numbers["patience"]
-        and 0 <= numbers["stopped_epoch"] - numbers["val_loss_min_epoch"] <= 2 * numbers["patience"]
-        and numbers["test_accuracy_restored"] >= numbers["test_accuracy_last_epoch"]
-    )
-    assert entry["confirmed"] == expected
-    html = (tmp_path / "index.html").read_text()
-    assert "data:image/png;base64," in html and "D1" in html
-
-
-def test_unknown_experiment_ids_are_refused_and_crashes_are_reported(tmp_path, monkeypatch):
-    with pytest.raises(DloptError, match=r"known: A4, B2, .*D1"):
+def test_unknown_ids_are_refused_case_is_ignored_and_crashes_are_reported(tmp_path, monkeypatch):
+    with pytest.raises(DloptError, match=r"known: A4, B1.placement, B2, .*D1"):
         run_experiments(tmp_path, only=["D9"], quiet=True)
-    from dlopt.experiments.registry import Experiment
+    with pytest.raises(DloptError, match=r"(?i)did you mean"):
+        run_experiments(tmp_path, only=["b4.int"], quiet=True)
 
     def crash(ctx):
         raise RuntimeError("deliberate")
 
-    monkeypatch.setitem(EXPERIMENTS, "Z1", Experiment("Z1", "crashes", crash))
-    (result,) = run_experiments(tmp_path, only=["Z1"], quiet=True)
-    assert not result.confirmed and "deliberate" in result.error
+    claim = Claim("Z1", "crashes", "nothing", 0.0)
+    monkeypatch.setitem(
+        EXPERIMENTS, "Z1", Experiment("Z1", "crashes", (claim,), crash, ("digits",), True)
+    )
+    (row,) = run_experiments(tmp_path, only=["z1"], quiet=True, seeds=2)
+    assert row.verdict == "inconclusive" and "deliberate" in row.error
+    entry = json.loads((tmp_path / "results.json").read_text())["rows"][0]
+    assert entry["verdict"] == "inconclusive" and "deliberate" in entry["error"]
+
+
+def test_interrupt_writes_a_partial_report_marked_incomplete(tmp_path, monkeypatch):
+    calls = []
+
+    def measure(ctx):
+        calls.append(ctx.seed)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return Measured({"Z2": 1.0 + len(calls)})
+
+    claim = Claim("Z2", "stops", "a value", 0.0)
+    monkeypatch.setitem(
+        EXPERIMENTS, "Z2", Experiment("Z2", "stops", (claim,), measure, ("digits",), True)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_experiments(tmp_path, only=["Z2"], quiet=True, seeds=5)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["meta"]["complete"] is False
+    assert data["rows"][0]["numbers"]["effect_per_seed"] == [2.0, 3.0]
+    assert "INCOMPLETE" in (tmp_path / "index.html").read_text()

@@ -14,20 +14,25 @@ from dlopt.experiments import (  # noqa: F401  (importing registers the experime
 )
 from dlopt.experiments.registry import (
     EXPERIMENTS,
+    Claim,
     Context,
     Experiment,
-    Outcome,
-    Result,
+    Measured,
+    Row,
     experiment,
     run_experiments,
 )
+from dlopt.experiments.stats import decide, seed_block
 
 __all__ = [
     "EXPERIMENTS",
+    "Claim",
     "Context",
     "Experiment",
-    "Outcome",
-    "Result",
+    "Measured",
+    "Row",
+    "decide",
     "experiment",
     "run_experiments",
+    "seed_block",
 ]

@@ -6,9 +6,14 @@ regularization claims are about (D1, F4, E4, B4): memorizing it costs test accur
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from dlopt.data import Dataset, Splits, load_bundled, split_dataset
+
+if TYPE_CHECKING:
+    from dlopt.experiments.registry import Context
 
 
 def noisy_labels(y: torch.Tensor, fraction: float, n_classes: int, seed: int) -> torch.Tensor:
@@ -28,3 +33,15 @@ def digits(seed: int, *, train_size: int | None = None, label_noise: float = 0.0
     y = noisy_labels(splits.train.y, label_noise, 10, seed)
     train = Dataset(splits.train.X, y, "classification", "digits-noisy", 10)
     return Splits(train, splits.val, splits.test)
+
+
+def data_splits(ctx: Context, *, train_size: int | None = None, label_noise: float = 0.0) -> Splits:
+    """The run's data set (``ctx.data``: digits or MNIST-1D) split and standardized by its seed;
+    `label_noise` randomizes that share of the training labels."""
+    splits = split_dataset(load_bundled(ctx.data), seed=ctx.seed, train_size=train_size)
+    if label_noise == 0:
+        return splits
+    train = splits.train
+    y = noisy_labels(train.y, label_noise, train.n_classes or 10, ctx.derive(99))
+    noisy = Dataset(train.X, y, "classification", f"{train.name}-noisy", train.n_classes)
+    return Splits(noisy, splits.val, splits.test)

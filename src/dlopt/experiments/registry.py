@@ -1,41 +1,67 @@
-"""The experiment registry: each "claim to measure" of the SPEC under its feature id (SPEC J4).
+"""The experiment registry: the chapter's claims, one row per sub-claim, measured over seeds.
 
-An experiment measures, decides CONFIRMED from its numbers with a threshold it states, and
-returns an :class:`Outcome`. NOT CONFIRMED is a result to show, not to hide.
+An *experiment* (a group under a SPEC feature id, e.g. ``B4``) runs once per seed and returns a
+:class:`Measured`: one effect per sub-claim (``B4.init``, ``B4.lr``, …) and descriptive
+numbers. The runner repeats it over a block of independent seeds (and, in full mode, over
+several data sets) and decides each sub-claim with :func:`dlopt.experiments.stats.decide`.
+Margins and directions are fixed in the :class:`Claim` before anything runs.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dlopt._io import write_text_atomic
 from dlopt._validation import did_you_mean
 from dlopt.errors import DloptError
+from dlopt.experiments.stats import INTERVAL, Decision, decide, derive, seed_block
+
+QUICK_SEEDS, FULL_SEEDS = 5, 10
 
 
 @dataclass(frozen=True)
-class Outcome:
-    confirmed: bool
-    summary: str  # the verdict's reason, with its threshold
-    numbers: dict[str, Any] = field(default_factory=dict)
-    figures: dict[str, str] = field(default_factory=dict)  # caption → PNG file name in `out`
+class Claim:
+    """One sub-claim: its per-seed effect must lie `direction` of `margin`."""
+
+    id: str
+    claim: str
+    effect: str  # what one seed's value is, e.g. "test accuracy, BN − no BN"
+    margin: float
+    direction: str = "greater"  # "greater": effect > margin supports the claim; "less": <
+    kind: str = "empirical"  # or "identity": an exact check, decided on every value
+
+
+@dataclass
+class Measured:
+    """What one seed of an experiment measured."""
+
+    effects: dict[str, float]  # claim id → this seed's effect
+    numbers: dict[str, Any] = field(default_factory=dict)  # "ID:name" → that row only; else all
+    figures: dict[str, str] = field(default_factory=dict)  # caption → PNG name in `out`
 
 
 @dataclass(frozen=True)
 class Context:
-    """What an experiment gets: where to write, how big to run, and a seed."""
+    """What one run of an experiment gets: where to write, how big, its seed and data set."""
 
     experiment_id: str
     out: Path
     quick: bool
     seed: int = 0
+    data: str = "digits"
+    first: bool = True  # the first seed of the first data set: draws the descriptive figures
+
+    def derive(self, key: int) -> int:
+        """An independent seed for this run's sub-run `key`."""
+        return derive(self.seed, key)
 
     def figure(self, name: str) -> Path:
         return self.out / f"{self.experiment_id}-{name}.png"
@@ -51,28 +77,84 @@ class Context:
 @dataclass(frozen=True)
 class Experiment:
     id: str
-    claim: str
-    run: Callable[[Context], Outcome]
+    title: str
+    claims: tuple[Claim, ...]
+    run: Callable[[Context], Measured]
+    datasets: tuple[str, ...]  # quick mode uses the first; full mode all of them
+    seeded: bool  # False: deterministic, run once (identity checks only)
 
 
 @dataclass(frozen=True)
-class Result:
+class Row:
+    """One sub-claim's result (a row of results.json)."""
+
     id: str
     claim: str
-    confirmed: bool
-    summary: str
+    kind: str
+    group: str
+    effect_name: str
+    margin: float
+    direction: str
+    decisions: dict[str, Decision]  # data set → decision
+    values: dict[str, list[float]]  # data set → effect per seed
+    seeds: list[int]
     numbers: dict[str, Any]
     figures: dict[str, str]
     seconds: float
     error: str | None = None
 
+    @property
+    def dataset(self) -> str:
+        return next(iter(self.decisions))
+
+    @property
+    def decision(self) -> Decision:
+        return self.decisions[self.dataset]
+
+    @property
+    def verdict(self) -> str:
+        return "inconclusive" if self.error else self.decision.verdict
+
+    @property
+    def confirmed(self) -> bool:
+        return self.verdict == "confirmed"
+
     def to_json(self) -> dict[str, Any]:
+        d = self.decision
         return {
             "id": self.id,
             "claim": self.claim,
+            "kind": self.kind,
+            "group": self.group,
+            "verdict": self.verdict,
             "confirmed": self.confirmed,
-            "summary": self.summary,
-            "numbers": {k: _json_number(v) for k, v in self.numbers.items()},
+            "seeds": len(self.values[self.dataset]),
+            "dataset": self.dataset,
+            "effect": {
+                "name": self.effect_name,
+                "mean": _json_number(d.mean),
+                "ci_low": _json_number(d.ci_low),
+                "ci_high": _json_number(d.ci_high),
+                "se": _json_number(d.se),
+                "margin": self.margin,
+                "direction": self.direction,
+                "interval": INTERVAL if self.kind == "empirical" else "range of the values",
+            },
+            "datasets": {
+                name: {
+                    "verdict": "inconclusive" if self.error else dec.verdict,
+                    "mean": _json_number(dec.mean),
+                    "ci_low": _json_number(dec.ci_low),
+                    "ci_high": _json_number(dec.ci_high),
+                    "effect_per_seed": [_json_number(v) for v in self.values[name]],
+                }
+                for name, dec in self.decisions.items()
+            },
+            "numbers": {
+                "effect_per_seed": [_json_number(v) for v in self.values[self.dataset]],
+                "seed_values": self.seeds,
+                **{k: _json_value(v) for k, v in self.numbers.items()},
+            },
             "figures": self.figures,
             "seconds": round(self.seconds, 2),
             "error": self.error,
@@ -83,78 +165,364 @@ def _json_number(value: Any) -> Any:
     return value if not isinstance(value, float) or math.isfinite(value) else str(value)
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return _json_number(value)
+
+
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
 def experiment(
-    id: str, claim: str
-) -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]:
-    """Register `run` as the experiment measuring `claim` (feature `id` of the SPEC)."""
+    id: str,
+    title: str,
+    claims: Sequence[Claim],
+    *,
+    datasets: Sequence[str] = ("digits", "mnist1d"),
+    seeded: bool = True,
+) -> Callable[[Callable[[Context], Measured]], Callable[[Context], Measured]]:
+    """Register `run` as the experiment measuring `claims` (feature `id` of the SPEC)."""
 
-    def register(run: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
+    def register(run: Callable[[Context], Measured]) -> Callable[[Context], Measured]:
         if id in EXPERIMENTS:
             raise ValueError(f"experiment id {id!r} registered twice")
-        EXPERIMENTS[id] = Experiment(id, claim, run)
+        EXPERIMENTS[id] = Experiment(id, title, tuple(claims), run, tuple(datasets), seeded)
         return run
 
     return register
 
 
-def select(only: list[str] | None) -> list[Experiment]:
+def all_claim_ids() -> list[str]:
+    return [c.id for e in EXPERIMENTS.values() for c in e.claims]
+
+
+def select(only: Sequence[str] | None) -> list[tuple[Experiment, set[str]]]:
+    """The experiments to run, each with the ids of the rows to keep (case-insensitive)."""
+    ordered = [EXPERIMENTS[key] for key in sorted(EXPERIMENTS)]  # SPEC order: A4, B2, …
     if not only:
-        return [EXPERIMENTS[key] for key in sorted(EXPERIMENTS)]  # SPEC order: A4, B2, …
+        return [(e, {c.id for c in e.claims}) for e in ordered]
+    chosen: dict[str, set[str]] = {}
     for key in only:
-        if key not in EXPERIMENTS:
+        folded = key.strip().casefold()
+        groups = [e for e in ordered if e.id.casefold() == folded]
+        rows = [(e, c) for e in ordered for c in e.claims if c.id.casefold() == folded]
+        if groups:
+            chosen.setdefault(groups[0].id, set()).update(c.id for c in groups[0].claims)
+        elif rows:
+            chosen.setdefault(rows[0][0].id, set()).add(rows[0][1].id)
+        else:
+            known = sorted(set(EXPERIMENTS) | set(all_claim_ids()))
             raise DloptError(
-                f"unknown experiment id {key!r}; known: {', '.join(sorted(EXPERIMENTS))}."
-                + did_you_mean(key, EXPERIMENTS),
+                f"unknown claim id {key!r}; known: {', '.join(known)}." + did_you_mean(key, known),
                 source="--only",
             )
-    return [EXPERIMENTS[key] for key in only]
+    return [(e, chosen[e.id]) for e in ordered if e.id in chosen]
+
+
+class _Progress:
+    """Which claim, which seed, elapsed and remaining: a rich bar on a terminal, lines else."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.done, self.quiet, self.start = total, 0, quiet, time.perf_counter()
+        self.bar: Any = None
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("remaining"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("reproduce", total=total)
+
+    def begin(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=text)
+
+    def advance(self, text: str) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1)
+        elif not self.quiet:
+            elapsed = time.perf_counter() - self.start
+            left = elapsed / self.done * (self.total - self.done)
+            print(
+                f"[{self.done}/{self.total}] {text} · {elapsed:.0f} s elapsed, ~{left:.0f} s left",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def say(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+Task = tuple[str, str, int, int, bool]  # experiment id, data set, seed index, seed, first
+
+
+def _run_task(task: Task, out: Path, quick: bool) -> Measured | str:
+    """One seed of one experiment: its measurements, or the error text if it crashed."""
+    exp_id, data, _, seed, first = task
+    exp = EXPERIMENTS[exp_id]
+    try:
+        return exp.run(Context(exp_id, out, quick, seed, data, first))
+    except DloptError:
+        raise
+    except Exception as exc:  # a crashed experiment is reported, and the run says so
+        return "".join(traceback.format_exception_only(exc)).strip()
+
+
+def _worker_init() -> None:
+    """A worker process: one intra-op thread (the pool is the parallelism), Ctrl-C left to the
+    parent, warnings kept off the progress output."""
+    import signal
+    import warnings
+
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    import dlopt.experiments  # noqa: F401  (registers the experiments in this process)
 
 
 def run_experiments(
-    out: str | Path, *, quick: bool = True, only: list[str] | None = None, quiet: bool = False
-) -> list[Result]:
-    """Run the selected experiments; write ``out/results.json``, ``out/index.html`` and PNGs."""
+    out: str | Path,
+    *,
+    quick: bool = True,
+    only: Sequence[str] | None = None,
+    quiet: bool = False,
+    seed: int = 0,
+    seeds: int | None = None,
+    jobs: int = 1,
+) -> list[Row]:
+    """Run the selected experiments over `seeds` seeds (drawn from the block `seed`) in `jobs`
+    processes; write ``out/results.json``, ``out/index.html`` and the PNGs. On Ctrl-C a
+    partial report marked incomplete is written before the interrupt goes on."""
     from dlopt.experiments.report import write_report
 
+    if seeds is not None and not 1 <= seeds <= 1000:
+        raise DloptError(f"must be between 1 and 1000; got {seeds}.", source="--seeds")
+    if not 0 <= seed < 2**63:
+        raise DloptError(f"must be between 0 and 2**63 - 1; got {seed}.", source="--seed")
+    if not 1 <= jobs <= 64:
+        raise DloptError(f"must be between 1 and 64; got {jobs}.", source="--jobs")
     chosen = select(only)
+    n_seeds = seeds or (QUICK_SEEDS if quick else FULL_SEEDS)
+    block = seed_block(seed, n_seeds)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for exp in chosen:
-        if not quiet:
-            print(f"[{exp.id}] {exp.claim}", flush=True)
-        start = time.perf_counter()
-        try:
-            outcome = exp.run(Context(exp.id, out, quick))
-            result = Result(
+    tasks: list[Task] = []
+    for exp, _ in chosen:
+        datasets = exp.datasets[:1] if quick else exp.datasets
+        for j, data in enumerate(datasets):
+            for i, s in enumerate(block if exp.seeded else block[:1]):
+                tasks.append((exp.id, data, i, s, i == 0 and j == 0))
+    progress = _Progress(len(tasks), quiet)
+    done: dict[tuple[str, str, int], Measured | str] = {}
+    complete = False
+    try:
+        for task, result in _execute(tasks, out, quick, jobs, progress):
+            done[task[0], task[1], task[2]] = result
+        complete = True
+    finally:
+        progress.close()
+        rows = [
+            row
+            for exp, keep in chosen
+            for row in _rows(exp, keep, tasks, done, out, progress if complete else None)
+        ]
+        meta = {"quick": quick, "seed": seed, "seeds": n_seeds, "complete": complete}
+        payload = json.dumps({"meta": meta, "rows": [r.to_json() for r in rows]}, indent=1)
+        write_text_atomic(out / "results.json", payload)
+        write_report(out / "index.html", rows, meta=meta)
+    return rows
+
+
+def _execute(
+    tasks: list[Task], out: Path, quick: bool, jobs: int, progress: _Progress
+) -> Iterator[tuple[Task, Measured | str]]:
+    def label(task: Task) -> str:
+        exp_id, data, i, _, _ = task
+        return f"[{exp_id}] {data}, seed {i + 1}"
+
+    if jobs == 1:
+        for task in tasks:
+            progress.begin(label(task))
+            result = _run_task(task, out, quick)
+            progress.advance(label(task) + (" failed" if isinstance(result, str) else ""))
+            yield task, result
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    pool = concurrent.futures.ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+    )
+    try:
+        futures = {pool.submit(_run_task, t, out, quick): t for t in tasks}
+        progress.begin(f"{len(tasks)} runs in {jobs} processes")
+        for future in concurrent.futures.as_completed(futures):
+            task = futures[future]
+            result = future.result()
+            progress.advance(label(task) + (" failed" if isinstance(result, str) else ""))
+            yield task, result
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()  # an interrupt stops the workers now, not after their runs
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _rows(
+    exp: Experiment,
+    keep: set[str],
+    tasks: list[Task],
+    done: dict[tuple[str, str, int], Measured | str],
+    out: Path,
+    progress: _Progress | None,
+) -> list[Row]:
+    """The rows of one experiment from its finished runs (all of them, or those that finished
+    before an interrupt)."""
+    values: dict[str, dict[str, list[float]]] = {c.id: {} for c in exp.claims}
+    numbers: dict[str, dict[str, list[Any]]] = {}
+    figures: dict[str, str] = {}
+    used: list[int] = []
+    error = None
+    ran = [t for t in tasks if t[0] == exp.id and (t[0], t[1], t[2]) in done]
+    if not ran:
+        return []
+    for _, data, i, s, _ in ran:
+        measured = done[exp.id, data, i]
+        if isinstance(measured, str):
+            error = error or measured
+            continue
+        if s not in used:
+            used.append(s)
+        for claim in exp.claims:
+            values[claim.id].setdefault(data, []).append(float(measured.effects[claim.id]))
+        for key, value in measured.numbers.items():
+            numbers.setdefault(data, {}).setdefault(key, []).append(value)
+        figures.update(measured.figures)
+    rows = []
+    for claim in exp.claims:
+        if claim.id not in keep:
+            continue
+        by_data = values[claim.id] or {exp.datasets[0]: []}
+        decisions = {
+            data: decide(v, claim.margin, claim.direction, claim.kind)
+            for data, v in by_data.items()
+        }
+        first_data = next(iter(by_data))
+        rows.append(
+            Row(
+                claim.id,
+                claim.claim,
+                claim.kind,
                 exp.id,
-                exp.claim,
-                outcome.confirmed,
-                outcome.summary,
-                dict(outcome.numbers),
-                dict(outcome.figures),
-                time.perf_counter() - start,
-            )
-        except DloptError:
-            raise
-        except Exception as exc:  # a crashed experiment is reported, and the run says so
-            result = Result(
-                exp.id,
-                exp.claim,
-                False,
-                "the experiment failed to run",
+                claim.effect,
+                claim.margin,
+                claim.direction,
+                decisions,
+                by_data,
+                used,
+                _summarize(numbers.get(first_data, {}), claim.id),
                 {},
-                {},
-                time.perf_counter() - start,
-                error="".join(traceback.format_exception_only(exc)).strip(),
+                0.0,
+                error,
             )
-        results.append(result)
-        if not quiet:
-            verdict = "CONFIRMED" if result.confirmed else "NOT CONFIRMED"
-            print(f"[{exp.id}] {verdict} ({result.seconds:.1f} s): {result.summary}", flush=True)
-    write_text_atomic(out / "results.json", json.dumps([r.to_json() for r in results], indent=1))
-    write_report(out / "index.html", results, quick=quick)
-    return results
+        )
+    if rows and any(v for r in rows for v in r.values.values()):
+        figures = {**_effect_figure(exp, rows, out), **figures}
+    rows = [replace(r, figures=figures) for r in rows]
+    for r in rows:
+        d = r.decision
+        if progress is None:
+            break
+        progress.say(
+            f"[{r.id}] {r.verdict.upper()}: {r.effect_name} = {d.mean:.4g} "
+            f"[{d.ci_low:.4g}, {d.ci_high:.4g}] vs margin {r.margin:g} ({r.direction}), "
+            f"{len(r.values[r.dataset])} seeds" + (f" — error: {r.error}" if r.error else "")
+        )
+    return rows
+
+
+def _summarize(numbers: dict[str, list[Any]], claim_id: str) -> dict[str, Any]:
+    """The group's numbers for one row: shared ones and this row's ("ID:name"); numeric values
+    as their mean over seeds, others as the first seed's."""
+    result: dict[str, Any] = {}
+    for key, seq in numbers.items():
+        owner, _, name = key.rpartition(":")
+        if owner and owner != claim_id:
+            continue
+        name = name if owner else key
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in seq):
+            result[name] = float(sum(seq) / len(seq)) if len(seq) > 1 else seq[0]
+        else:
+            result[name] = seq[0]
+    return result
+
+
+def _effect_figure(exp: Experiment, rows: list[Row], out: Path) -> dict[str, str]:
+    """One panel per sub-claim: each seed's effect, the mean with its 95 % interval, the
+    margin as a dashed line (the quantity the verdict tests)."""
+    from dlopt._plots import figure, save_figure
+
+    fig, axes = figure(len(rows), width=3.2, height=3.0)
+    for ax, row in zip(axes, rows, strict=True):
+        for j, (data, vals) in enumerate(row.values.items()):
+            dec = row.decisions[data]
+            xs = [
+                j + 0.08 * (k - (len(vals) - 1) / 2) / max(len(vals), 1) * 4
+                for k in range(len(vals))
+            ]
+            ax.scatter(xs, vals, s=12, color="0.55", zorder=2)
+            low = dec.mean - dec.ci_low if math.isfinite(dec.ci_low) else 0.0
+            high = dec.ci_high - dec.mean if math.isfinite(dec.ci_high) else 0.0
+            color = {"confirmed": "#0a7d2c", "refuted": "#b3261e"}.get(dec.verdict, "#b07d00")
+            ax.errorbar(
+                [j + 0.3],
+                [dec.mean],
+                yerr=[[low], [high]],
+                fmt="D",
+                color=color,
+                capsize=4,
+                zorder=3,
+            )
+        ax.axhline(row.margin, color="black", linestyle="--", linewidth=1, label="margin")
+        ax.set_xticks(range(len(row.values)), list(row.values), fontsize=7)
+        ax.set_xlim(-0.5, len(row.values) - 0.2)
+        ax.set_title(row.id, fontsize=9)
+        ax.set_ylabel(
+            row.effect_name if len(row.effect_name) < 48 else row.effect_name[:45] + "…", fontsize=7
+        )
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6, loc="best")
+    name = f"{exp.id}-effects.png"
+    save_figure(fig, out / name)
+    return {
+        "The tested effect per seed (grey), its mean and 95 % interval (diamond: green "
+        "confirmed, red refuted, amber inconclusive), and the margin (dashed)": name
+    }
