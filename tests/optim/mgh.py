@@ -325,6 +325,20 @@ def chebyquad(x: Tensor) -> Tensor:  # 35, m = n
     return torch.stack(rows)
 
 
+def extended_wood(x: Tensor) -> Tensor:  # CUTE's WOODS: Wood's function on blocks of 4
+    a, b, c, d = x[0::4], x[1::4], x[2::4], x[3::4]
+    return torch.cat(
+        [
+            10 * (b - a**2),
+            1 - a,
+            math.sqrt(90) * (d - c**2),
+            1 - c,
+            math.sqrt(10) * (b + d - 2),
+            (b - d) / math.sqrt(10),
+        ]
+    )
+
+
 def _rosenbrock_x0(n: int) -> tuple[float, ...]:
     return tuple(-1.2 if i % 2 == 0 else 1.0 for i in range(n))
 
@@ -381,6 +395,14 @@ MGH: list[MGHProblem] = [
     MGHProblem("linear-rank1-zero-10", linear_rank1_zero, (1.0,) * 10, (400 + 60 - 6) / (2 * 37)),
     MGHProblem("chebyquad-8", chebyquad, tuple(j / 9 for j in range(1, 9)), 3.51687e-3),
 ]
+
+
+LARGER: list[MGHProblem] = [
+    MGHProblem("extended-wood-100", extended_wood, (-3.0, -1.0, -3.0, -1.0) * 25, 0.0),
+    MGHProblem("extended-powell-100", powell_singular, (3.0, -1.0, 0.0, 1.0) * 25, 0.0),
+    MGHProblem("broyden-tridiagonal-100", broyden_tridiagonal, (-1.0,) * 100, 0.0),
+]
+"""Larger sizes, where scipy's BFGS (H₀ = I, never rescaled) is slow: the slow battery's."""
 
 
 def scipy_counted(

@@ -267,7 +267,9 @@ class Solver:
             retried = False
             point = self.complete(result.point, it.g)
             assert point.g is not None
-            info = StepInfo(point.t, gtd, point.gtd, it.gg, point.gg, point.g_dot_old, eps)
+            info = StepInfo(
+                point.t, gtd, point.gtd, it.gg, point.gg, point.g_dot_old, eps, point.t == self.lr
+            )
             self.method.step_taken(d, it.g, point.g, info)
             self.memory.f_prev = it.f
             self.memory.slope_prev = point.t * gtd
