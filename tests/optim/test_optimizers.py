@@ -128,8 +128,8 @@ def test_parameters_of_mixed_dtypes_run_as_one_vector_of_the_wider_dtype():
 def test_unusable_parameters_and_closures_are_named():
     with pytest.raises(TypeError, match=r"real floating-point.*complex64"):
         LBFGS([nn.Parameter(torch.zeros(3, dtype=torch.complex64))])
-    with pytest.raises(ValueError, match="requires grad"):
-        LBFGS([torch.zeros(3)]).step(lambda: torch.zeros(()))
+    # nothing requires grad: a no-op returning the closure's loss, as in torch.optim
+    assert float(LBFGS([torch.zeros(3)]).step(lambda: torch.ones(()))) == 1.0
     params = _params()
     optimizer = LBFGS(params)
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from dlopt._validation import check_choice, check_finite_number, check_positive_int
 from dlopt.optim.directions import BFGS, LBFGS, GradientDescent, Method, NonlinearCG
 from dlopt.optim.newton import Newton, NewtonCG
-from dlopt.optim.objective import FunctionObjective
+from dlopt.optim.objective import FunctionObjective, work_dtype
 from dlopt.optim.result import OptimizeResult, Status
 from dlopt.optim.solver import Iterate, Solver
 
@@ -95,6 +95,10 @@ def minimize(
     check_finite_number("tol", tol, caller="minimize", nonnegative=True)
     check_positive_int("max_iter", max_iter, caller="minimize", minimum=0)
     check_positive_int("history_size", history_size, caller="minimize")
+    check_positive_int("max_ls", max_ls, caller="minimize")
+    check_positive_int("memory_budget", memory_budget, caller="minimize")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"minimize(callback=...) must be callable; got {callback!r:.60}.")
     if not isinstance(x0, Tensor) or not torch.is_floating_point(x0):
         raise TypeError(f"minimize(x0=...) must be a floating-point tensor; got {x0!r:.60}.")
     if x0.numel() == 0:
@@ -104,15 +108,16 @@ def minimize(
             method, x0.numel(), x0.element_size(), memory_budget, f"minimize(method={method!r})"
         )
     direction = LBFGS(history_size) if method == "lbfgs" else factory()
-    objective = FunctionObjective(fun, x0.shape)
+    objective = FunctionObjective(fun, x0.shape, x0.dtype)
     solver = Solver(direction, objective, tol=tol, line_search=line_search, max_ls=max_ls)
-    start = solver.start(x0.detach().reshape(-1).clone())
+    # half precision computes in float32 (see dlopt.optim.objective); x comes back in x0's dtype
+    start = solver.start(x0.detach().reshape(-1).to(work_dtype(x0.dtype), copy=True))
 
     def result(it: Iterate, status: Status, nit: int) -> OptimizeResult:
         return OptimizeResult(
-            x=it.x.view(x0.shape),
+            x=it.x.view(x0.shape).to(x0.dtype),
             fun=it.f,
-            jac=it.g.view(x0.shape),
+            jac=it.g.view(x0.shape).to(x0.dtype),
             nit=nit,
             nfev=objective.nfev,
             njev=objective.nfev,

@@ -4,6 +4,12 @@ Every evaluation returns f and ∇f together. With ``create_graph=True`` it also
 curvature of that same graph: Hessian-vector products Hv = ∇(∇f·v) by double backward,
 reusing the gradient's graph (≈ 1.2–1.7× an f+∇f per product, against 2–2.6× when rebuilt),
 and the full Hessian as n such products batched (``is_grads_batched``).
+
+Half precision (float16, bfloat16): the function runs in its own dtype, but x, f, ∇f and the
+products the solver sees are float32 (``work_dtype``), so the line search and every direction
+compute in float32 — in half, a step of 10⁵ or a β of 10⁵ cannot even be represented, and
+‖r‖² underflows to 0 (both raised before). Sparse gradients (``nn.Embedding(sparse=True)``)
+are densified, as torch.optim.LBFGS does: the methods work on one dense vector anyway.
 """
 
 from __future__ import annotations
@@ -21,6 +27,26 @@ class Evaluation:
     g: Tensor  # flat, detached
     hvp: Callable[[Tensor], Tensor] | None = None
     hessian: Callable[[], Tensor] | None = None
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the solver computes in: float32 for half precision, else `dtype`."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def check_loss(value: Tensor, caller: str) -> None:
+    """A loss must be a floating scalar tensor with a graph: a detached loss (``.detach()``,
+    ``.item()`` turned back into a tensor, or computed under ``torch.no_grad()``) has gradient
+    zero everywhere, and dlopt would report it converged at x0."""
+    if not torch.is_floating_point(value):
+        raise TypeError(
+            f"{caller} must return a floating-point scalar tensor; got dtype {value.dtype}."
+        )
+    if not value.requires_grad:
+        raise ValueError(
+            f"{caller} returned a tensor without a graph (detached, or computed under "
+            "torch.no_grad()): there is no gradient to follow."
+        )
 
 
 class Objective:
@@ -41,36 +67,59 @@ class Objective:
 
         def hvp(v: Tensor) -> Tensor:
             self.nhev += 1
-            parts = torch.autograd.grad(graph(), inputs, v, retain_graph=True, allow_unused=True)
-            return _flat(parts, inputs)
+            g_graph = graph()
+            parts = torch.autograd.grad(
+                g_graph, inputs, v.to(g_graph.dtype), retain_graph=True, allow_unused=True
+            )
+            return _flat(parts, inputs).to(v.dtype)  # half → the solver's float32
 
         def hessian() -> Tensor:
             self.nhev += 1
             g_graph = graph()
             eye = torch.eye(n, dtype=g_graph.dtype, device=g_graph.device)
-            rows = torch.autograd.grad(
-                g_graph, inputs, eye, retain_graph=True, is_grads_batched=True, allow_unused=True
-            )
-            H = torch.cat(
-                [
-                    (
-                        r
-                        if r is not None
-                        else torch.zeros(n, *p.shape, dtype=p.dtype, device=p.device)
-                    ).reshape(n, -1)
-                    for r, p in zip(rows, inputs, strict=True)
-                ],
-                dim=1,
-            )
+            try:
+                rows = torch.autograd.grad(
+                    g_graph,
+                    inputs,
+                    eye,
+                    retain_graph=True,
+                    is_grads_batched=True,
+                    allow_unused=True,
+                )
+            except (RuntimeError, NotImplementedError):
+                # no batching rule for some backward (sparse embeddings): n products
+                parts = [
+                    torch.autograd.grad(g_graph, inputs, e, retain_graph=True, allow_unused=True)
+                    for e in eye
+                ]
+                H = torch.stack([_flat(part, inputs) for part in parts])
+            else:
+                H = torch.cat(
+                    [
+                        (
+                            r.to_dense()
+                            if r is not None and r.is_sparse
+                            else r
+                            if r is not None
+                            else torch.zeros(n, *p.shape, dtype=p.dtype, device=p.device)
+                        ).reshape(n, -1)
+                        for r, p in zip(rows, inputs, strict=True)
+                    ],
+                    dim=1,
+                )
+            H = H.to(work_dtype(H.dtype))
             return (H + H.T) / 2  # symmetric up to rounding
 
         return hvp, hessian
 
 
 def _flat(parts: Sequence[Tensor | None], like: Sequence[Tensor]) -> Tensor:
+    """One flat gradient; missing parts are zero, sparse ones densified."""
     return torch.cat(
         [
-            (p if p is not None else torch.zeros_like(q)).reshape(-1)
+            (p if p is None or not p.is_sparse else p.to_dense()).reshape(-1)
+            if p is not None
+            else torch.zeros_like(q).reshape(-1)
             for p, q in zip(parts, like, strict=True)
         ]
     )
@@ -79,14 +128,18 @@ def _flat(parts: Sequence[Tensor | None], like: Sequence[Tensor]) -> Tensor:
 class FunctionObjective(Objective):
     """f(x) for ``minimize(fun, x0)``: x is viewed in x0's shape before each call."""
 
-    def __init__(self, fun: Callable[[Tensor], Tensor], shape: torch.Size) -> None:
+    def __init__(
+        self, fun: Callable[[Tensor], Tensor], shape: torch.Size, dtype: torch.dtype | None = None
+    ) -> None:
         super().__init__()
-        self.fun, self.shape = fun, shape
+        self.fun, self.shape, self.dtype = fun, shape, dtype
         self._ones: dict[tuple[torch.dtype, torch.device], Tensor] = {}
 
     def evaluate(self, x: Tensor, create_graph: bool = False) -> Evaluation:
         self.nfev += 1
         x_ = x.detach()
+        if self.dtype is not None and x_.dtype != self.dtype:  # float32 → half for fun
+            x_ = x_.to(self.dtype)
         if x_.shape != self.shape:
             x_ = x_.view(self.shape)
         x_.requires_grad_(True)
@@ -97,19 +150,21 @@ class FunctionObjective(Objective):
                     "minimize(fun=...) must return a scalar tensor; got "
                     f"{type(f).__name__} of shape {getattr(f, 'shape', None)}."
                 )
+            check_loss(f, "minimize(fun=...)")
             if f.dim():
                 f = f.reshape(())
-            g_graph = None
-            if f.requires_grad:
-                (g_graph,) = torch.autograd.grad(
-                    f, x_, self._one(f), create_graph=create_graph, allow_unused=True
-                )
+            (g_graph,) = torch.autograd.grad(
+                f, x_, self._one(f), create_graph=create_graph, allow_unused=True
+            )
             if g_graph is None:
                 g_graph = torch.zeros_like(x_)
             g_flat = g_graph if g_graph.dim() == 1 else g_graph.reshape(-1)
         # each skipped call above and below saves a microsecond or two per evaluation: at
         # small n the objective's own cost is of that order
-        evaluation = Evaluation(f.detach(), g_flat.detach() if create_graph else g_flat)
+        f, g = f.detach(), g_flat.detach() if create_graph else g_flat
+        if g.dtype != x.dtype:  # half precision: the solver sees float32
+            f, g = f.to(x.dtype), g.to(x.dtype)
+        evaluation = Evaluation(f, g)
         if create_graph:
             if g_flat.requires_grad:
                 evaluation.hvp, evaluation.hessian = self._curvature(
@@ -152,7 +207,8 @@ class ClosureObjective(Objective):
         self._loaded: Tensor | None = None  # the x the parameters hold
 
     def flat_params(self) -> Tensor:
-        return torch.cat([p.detach().reshape(-1) for p in self.params])
+        flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        return flat.to(work_dtype(flat.dtype))
 
     @torch.no_grad()
     def load(self, x: Tensor) -> None:
@@ -162,7 +218,7 @@ class ClosureObjective(Objective):
 
     def evaluate(self, x: Tensor, create_graph: bool = False) -> Evaluation:
         f, g = self._run(x, create_graph)
-        evaluation = Evaluation(f, g.detach() if create_graph else g)
+        evaluation = Evaluation(f.to(x.dtype), (g.detach() if create_graph else g).to(x.dtype))
         if create_graph:
             graph = [g]
 
@@ -195,6 +251,11 @@ class ClosureObjective(Objective):
                     "the closure must return the loss, a scalar tensor or a number; got a "
                     f"tensor of shape {tuple(loss.shape)}."
                 )
+            elif not torch.is_floating_point(loss):
+                raise TypeError(
+                    "the closure must return a floating-point loss; got a tensor of dtype "
+                    f"{loss.dtype}."
+                )
             if self.backward and not create_graph:
                 accumulated = [p.grad for p in self.params]
                 if all(grad is None for grad in accumulated):
@@ -205,8 +266,9 @@ class ClosureObjective(Objective):
                 return loss.detach().reshape(()), _flat(accumulated, self.params)
             if not loss.requires_grad:
                 raise ValueError(
-                    "this optimizer needs a closure that returns the loss without "
-                    "calling backward() (it differentiates the loss itself)."
+                    "this optimizer needs a closure that returns the loss with its graph, "
+                    "without calling backward() (it differentiates the loss itself); got a "
+                    "loss without a graph (detached, or computed under torch.no_grad())."
                 )
             try:
                 grads = torch.autograd.grad(

@@ -10,6 +10,16 @@ Closures: for NonlinearCG, BFGS and LBFGS the usual one (zero grads, compute the
 ``backward()``, return the loss). Newton and NewtonCG differentiate the loss themselves: their
 closure returns the loss *without* calling backward (``closure_backward = False``; the Trainer
 knows).
+
+The torch.optim contract, with torch.optim.LBFGS as the reference: sparse gradients are
+densified (the methods work on one dense vector; as torch.optim.LBFGS does); a param group
+added later (``add_param_group``) must carry the same options as the first — the method
+treats all parameters as one vector, so per-group options cannot be honoured and are refused
+up front (ValueError) instead of being silently ignored; when the set of parameters that
+require grad changes between steps (a group added, layers unfrozen), the curvature memory —
+built for the old vector — is dropped and the method starts afresh; with no parameter
+requiring grad, ``step`` is a no-op that returns the closure's loss; float16 and bfloat16
+parameters are optimized with the solver in float32 (see :mod:`dlopt.optim.objective`).
 """
 
 from __future__ import annotations
@@ -44,25 +54,32 @@ class _SecondOrder(torch.optim.Optimizer):
         check_positive_int("max_iter", defaults["max_iter"], caller=caller)
         check_finite_number("tol", defaults["tol"], caller=caller, nonnegative=True)
         check_choice("line_search", defaults["line_search"], LINE_SEARCHES, caller=caller)
+        if "memory_budget" in defaults:
+            check_positive_int("memory_budget", defaults["memory_budget"], caller=caller)
         super().__init__(params, defaults)
-        for p in self._params:
-            if not torch.is_floating_point(p):
-                raise TypeError(
-                    f"{caller}: parameters must be real floating-point tensors; got one of "
-                    f"dtype {p.dtype} and shape {tuple(p.shape)}."
-                )
         # the method of the last step() with the state dict it wrote and the options it ran
         # under: while both stand, the next step continues that object instead of rebuilding
         # it from the dict (about 70 µs for L-BFGS, paid by every batch of mini-batch L-BFGS)
         self._live: tuple[directions.Method, Any, dict[str, Any]] | None = None
-        first = _options(self.param_groups[0])
-        for group in self.param_groups[1:]:
-            other = _options(group)
-            if other != first:
-                raise ValueError(
-                    f"{caller}: every param group must share its options (the "
-                    f"method treats all parameters as one vector); got {first} "
-                    f"and {other}."
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's, refusing a group whose options differ from the first group's (see the
+        module docstring): per-group options would otherwise be silently ignored."""
+        super().add_param_group(param_group)
+        first, added = _options(self.param_groups[0]), _options(self.param_groups[-1])
+        if added != first:
+            self.param_groups.pop()
+            raise ValueError(
+                f"{type(self).__name__}.add_param_group: every param group must share its options "
+                "with the first (the method treats all parameters as one vector); "
+                f"got {_differences(first, added)}."
+            )
+        for p in self.param_groups[-1]["params"]:
+            if not torch.is_floating_point(p):
+                self.param_groups.pop()
+                raise TypeError(
+                    f"{type(self).__name__}: parameters must be real floating-point tensors; "
+                    f"got one of dtype {p.dtype} and shape {tuple(p.shape)}."
                 )
 
     def _method(self) -> directions.Method:
@@ -85,10 +102,19 @@ class _SecondOrder(torch.optim.Optimizer):
             )
         group = self.param_groups[0]
         params = [p for p in self._params if p.requires_grad]
-        if not params:
-            raise ValueError(f"{type(self).__name__}.step: no parameter requires grad.")
+        if not params:  # torch's contract: nothing to optimize, the closure's loss
+            with torch.enable_grad():
+                return closure()
         state = self._state()
         options = _options(group)
+        numels = [p.numel() for p in params]
+        if state.get("numels", numels) != numels:
+            # the parameter vector changed (a group added, layers unfrozen): the curvature
+            # memory describes the old vector; start afresh (counters are kept)
+            for key in ("method", "memory"):
+                state.pop(key, None)
+            self._live = None
+        state["numels"] = numels
         live = self._live
         if live is not None and live[1] is state.get("method") and live[2] == options:
             method = live[0]
@@ -130,6 +156,15 @@ class _SecondOrder(torch.optim.Optimizer):
 def _options(group: dict[str, Any]) -> dict[str, Any]:
     """A param group's options: everything but its parameters."""
     return {k: v for k, v in group.items() if k != "params"}
+
+
+def _differences(first: dict[str, Any], other: dict[str, Any]) -> str:
+    keys = sorted(set(first) | set(other))
+    return ", ".join(
+        f"{k}={other.get(k)!r} (first group: {first.get(k)!r})"
+        for k in keys
+        if first.get(k) != other.get(k)
+    )
 
 
 def _defaults(
@@ -245,6 +280,7 @@ class NewtonCG(_SecondOrder):
         tol: float = 1e-7,
         line_search: str = "strong_wolfe",
     ) -> None:
+        check_positive_int("max_cg", max_cg, caller="NewtonCG", minimum=0)
         super().__init__(params, _defaults(lr, max_iter, tol, line_search, max_cg=max_cg))
 
     def _method(self) -> directions.Method:

@@ -171,7 +171,10 @@ class Solver:
         first_trial, going = self.method.first_trial, memory.since_reset > 0
         if self.method.scaled or (going and first_trial == "unit"):
             return self.lr
-        if going and first_trial == "unit-while-taken" and memory.took_unit_step:
+        if first_trial == "unit-while-taken" and (memory.took_unit_step or not going):
+            # Newton-CG's step has a length from the start: t = 1 first (as scipy); from
+            # min(1, 1/‖g‖) its battery median was 1.00× scipy's evaluations, worst 3.33×
+            # (a linear least-squares problem); with t = 1: 0.87×, worst 1.62×
             return self.lr
         if going and gtd < 0 and first_trial == "slope":
             # gradient descent and CG, whose directions have no natural length: the step whose
@@ -267,7 +270,9 @@ class Solver:
             retried = False
             point = self.complete(result.point, it.g)
             assert point.g is not None
-            info = StepInfo(point.t, gtd, point.gtd, it.gg, point.gg, point.g_dot_old, eps)
+            info = StepInfo(
+                point.t, gtd, point.gtd, it.gg, point.gg, point.g_dot_old, eps, point.t == self.lr
+            )
             self.method.step_taken(d, it.g, point.g, info)
             self.memory.f_prev = it.f
             self.memory.slope_prev = point.t * gtd

@@ -1,6 +1,7 @@
 """Regularization: weight penalties for networks and penalized linear least squares."""
 
 from dlopt.regularize.linear import (
+    ConvergenceWarning,
     LinearFit,
     elastic_net,
     lasso,
@@ -13,6 +14,7 @@ from dlopt.regularize.penalties import L1, L2, ElasticNet, Penalty, select_param
 __all__ = [
     "L1",
     "L2",
+    "ConvergenceWarning",
     "ElasticNet",
     "LinearFit",
     "Penalty",

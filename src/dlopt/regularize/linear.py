@@ -11,47 +11,72 @@ scikit-learn scales the data term by 1/n, so the same solutions are
 l1_ratio=1/(1+2β))``, all with ``fit_intercept`` as here. With ``fit_intercept=True`` X and y
 are centred first and the unpenalized intercept is b = ȳ − x̄ᵀŵ.
 
-Ridge is solved by Cholesky (never an explicit inverse). Lasso and elastic net run FISTA on the
-Gram matrix until the active set settles, then *polish*: on the support S with signs s the
-solution solves (X_SᵀX_S + 2λβI)w_S = X_Sᵀy − λs exactly; the KKT conditions
-|X_jᵀ(y − Xw)| ≤ λ off the support certify it, so results are exact to rounding, not to a
-tolerance. Everything runs in float64 on the inputs' device.
+Ridge is solved by Cholesky on XᵀX + 2λI (never an explicit inverse) when that matrix is well
+conditioned, 2λ ≥ 10⁻⁶·tr(XᵀX); for λ = 0 and tiny λ, where rounding in XᵀX would swamp the
+answer, by the SVD X = UΣVᵀ of the (centred) data, ŵ = V·diag(σ/(σ² + 2λ))·Uᵀy with σ below
+max(n, d)·ε·σ₁ treated as zero (as LAPACK's gelsd and scikit-learn's ``solver="svd"``): at
+λ = 0 this is the minimum-norm least-squares solution, deterministic whatever the rank.
+
+Lasso and elastic net run FISTA on the Gram matrix until the active set settles, then *polish*:
+on the support S with signs s the solution solves (X_SᵀX_S + 2λβI)w_S = X_Sᵀy − λs exactly. The
+solve is the minimum-norm one through the eigendecomposition of that matrix, so collinear
+columns on the support (a singular X_SᵀX_S, also when the support outgrows the rank for n < d)
+are handled. The KKT conditions certify the result: X_jᵀ(y − Xw) − 2λβw_j = λ·sign(w_j) on the
+support and |X_jᵀ(y − Xw)| ≤ λ off it, so results are exact to rounding, not to a tolerance.
+With collinear columns the lasso's minimizer is not unique: the fit (Xŵ) and objective are,
+and the polished ŵ is the one FISTA's iterates approach from 0. λ = 0 is least squares and
+returns ridge's λ = 0 answer at once. A run that hits `max_iter` before a certified answer
+returns FISTA's last iterate with ``converged=False`` (and a :class:`ConvergenceWarning`).
+
+Everything runs in float64 on the inputs' device; ``coef`` comes back in X's dtype (float64 for
+integer X).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from dlopt._validation import check_finite_number
+from dlopt._validation import check_finite_number, check_positive_int
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative fit stopped at `max_iter` before its answer was certified."""
 
 
 @dataclass(frozen=True)
 class LinearFit:
-    """Coefficients `coef` (d,), `intercept` (0.0 without one) and the iterations used."""
+    """Coefficients `coef` (d,), `intercept` (0.0 without one), the iterations used, and
+    whether the answer is certified (``converged=False``: stopped at `max_iter`)."""
 
     coef: Tensor
     intercept: float
     n_iter: int = 0
+    converged: bool = True
 
     def predict(self, X: Tensor) -> Tensor:
         """y = xᵀŵ + b for each row of X."""
         return X.to(self.coef.dtype) @ self.coef + self.intercept
 
 
-def _check_xy(X: Tensor, y: Tensor, caller: str) -> tuple[Tensor, Tensor]:
+def _check_xy(X: Tensor, y: Tensor, caller: str) -> tuple[Tensor, Tensor, torch.dtype]:
+    """X and y in float64, and the dtype the coefficients come back in (X's, if floating)."""
     X, y = torch.as_tensor(X), torch.as_tensor(y)
     if X.dim() != 2 or y.dim() != 1 or len(X) != len(y):
         raise ValueError(
             f"{caller}(X, y) needs X of shape (n, d) and y of shape (n,); got "
             f"{tuple(X.shape)} and {tuple(y.shape)}."
         )
+    if len(X) == 0:
+        raise ValueError(f"{caller}(X, y) needs at least one sample; got X of shape (0, d).")
+    dtype = X.dtype if torch.is_floating_point(X) else torch.float64
     X, y = X.to(torch.float64), y.to(device=X.device, dtype=torch.float64)
     if not bool(torch.isfinite(y).all()):
         raise ValueError(f"{caller}(X, y): y must be finite; found NaN or inf.")
-    return X, y
+    return X, y, dtype
 
 
 def _gram(X: Tensor) -> Tensor:
@@ -83,43 +108,70 @@ def _normal_equations(
 
 
 def _finish(
-    w: Tensor, x_mean: Tensor, y_mean: Tensor, fit_intercept: bool, n_iter: int
+    w: Tensor,
+    x_mean: Tensor,
+    y_mean: Tensor,
+    fit_intercept: bool,
+    n_iter: int,
+    dtype: torch.dtype,
+    converged: bool = True,
 ) -> LinearFit:
     intercept = float(y_mean - x_mean @ w) if fit_intercept else 0.0
-    return LinearFit(w, intercept, n_iter)
+    return LinearFit(w.to(dtype), intercept, n_iter, converged)
+
+
+CHOLESKY_MIN_SHIFT = 1e-6
+"""Ridge uses Cholesky on XᵀX + 2λI when 2λ ≥ this·tr(XᵀX), i.e. cond ≤ d·10⁶ at worst: its
+error, ε·cond, stays far below the 1e-6 the tests ask. Below it, the SVD of X (see the module
+docstring)."""
+
+
+def _svd_solve(X: Tensor, y: Tensor, lam: float) -> Tensor:
+    """V·diag(σ/(σ² + 2λ))·Uᵀy, σ ≤ max(n, d)·ε·σ₁ dropped: minimum-norm at λ = 0."""
+    U, sigma, Vh = torch.linalg.svd(X, full_matrices=False)
+    if sigma.numel() == 0:
+        return X.new_zeros(X.shape[1])
+    cutoff = max(X.shape) * torch.finfo(X.dtype).eps * float(sigma[0])
+    keep = sigma > cutoff
+    factor = torch.where(keep, sigma / (sigma * sigma + 2 * lam), torch.zeros_like(sigma))
+    return Vh.T @ (factor * (U.T @ y))
 
 
 def ridge(X: Tensor, y: Tensor, lam: float, *, fit_intercept: bool = False) -> LinearFit:
-    """argmin ½‖Xw − y‖² + λ‖w‖²: ŵ = (XᵀX + 2λI)⁻¹Xᵀy by Cholesky (see module docstring)."""
-    lam = check_finite_number("lam", lam, caller="ridge")
-    if lam < 0:
-        raise ValueError(f"ridge(lam=...) must be >= 0; got {lam!r}.")
-    X, y = _check_xy(X, y, "ridge")
+    """argmin ½‖Xw − y‖² + λ‖w‖²: ŵ = (XᵀX + 2λI)⁻¹Xᵀy, by Cholesky, or by the SVD for λ = 0 and
+    tiny λ (minimum-norm least squares at λ = 0; see the module docstring)."""
+    lam = check_finite_number("lam", lam, caller="ridge", nonnegative=True)
+    X, y, dtype = _check_xy(X, y, "ridge")
+    return _ridge(X, y, lam, fit_intercept, dtype, "ridge")
+
+
+def _ridge(
+    X: Tensor, y: Tensor, lam: float, fit_intercept: bool, dtype: torch.dtype, caller: str
+) -> LinearFit:
     n, d = X.shape
     if d <= n:
-        G, c, x_mean, y_mean = _normal_equations(X, y, fit_intercept, "ridge")
-        A = G + 2 * lam * torch.eye(d, dtype=G.dtype, device=G.device)
-        L, info = torch.linalg.cholesky_ex(A)
-        w = (
-            torch.cholesky_solve(c[:, None], L)[:, 0]
-            if int(info) == 0
-            else torch.linalg.lstsq(A, c).solution
-        )
-        return _finish(w, x_mean, y_mean, fit_intercept, 0)
-    # n < d: the same ŵ = Xᵀ(XXᵀ + 2λI)⁻¹y costs an n×n solve
-    if not bool(torch.isfinite(X).all()):
-        raise ValueError("ridge(X, y): X must be finite; found NaN or inf.")
+        G, c, x_mean, y_mean = _normal_equations(X, y, fit_intercept, caller)
+        if 2 * lam >= CHOLESKY_MIN_SHIFT * float(G.diagonal().sum()) and lam > 0:
+            A = G + 2 * lam * torch.eye(d, dtype=G.dtype, device=G.device)
+            L, info = torch.linalg.cholesky_ex(A)
+            if int(info) == 0:
+                w = torch.cholesky_solve(c[:, None], L)[:, 0]
+                return _finish(w, x_mean, y_mean, fit_intercept, 0, dtype)
+    elif not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{caller}(X, y): X must be finite; found NaN or inf.")
     x_mean = X.mean(0) if fit_intercept else X.new_zeros(d)
     y_mean = y.mean() if fit_intercept else X.new_zeros(())
-    Xc, yc = X - x_mean, y - y_mean
-    K = Xc @ Xc.T + 2 * lam * torch.eye(n, dtype=X.dtype, device=X.device)
-    L, info = torch.linalg.cholesky_ex(K)
-    alpha = (
-        torch.cholesky_solve(yc[:, None], L)[:, 0]
-        if int(info) == 0
-        else torch.linalg.lstsq(K, yc).solution
-    )
-    return _finish(Xc.T @ alpha, x_mean, y_mean, fit_intercept, 0)
+    if d > n and lam > 0:
+        # n < d: the same ŵ = Xᵀ(XXᵀ + 2λI)⁻¹y costs an n×n solve
+        Xc, yc = X - x_mean, y - y_mean
+        K = Xc @ Xc.T
+        if 2 * lam >= CHOLESKY_MIN_SHIFT * float(K.diagonal().sum()):
+            L, info = torch.linalg.cholesky_ex(K + 2 * lam * torch.eye(n, dtype=X.dtype))
+            if int(info) == 0:
+                alpha = torch.cholesky_solve(yc[:, None], L)[:, 0]
+                return _finish(Xc.T @ alpha, x_mean, y_mean, fit_intercept, 0, dtype)
+    w = _svd_solve(X - x_mean, y - y_mean, lam)
+    return _finish(w, x_mean, y_mean, fit_intercept, 0, dtype)
 
 
 def soft_threshold(z: Tensor, threshold: float | Tensor) -> Tensor:
@@ -128,33 +180,49 @@ def soft_threshold(z: Tensor, threshold: float | Tensor) -> Tensor:
 
 
 def _polish(G: Tensor, c: Tensor, w: Tensor, lam: float, l2: float) -> Tensor | None:
-    """Exact solution on w's support and signs, or None if the KKT conditions fail."""
+    """Exact solution on w's support and signs, or None if the KKT conditions fail.
+
+    The minimum-norm solve on the support: with A = X_SᵀX_S + 2·l2·I = QΛQᵀ, eigenvalues
+    below |S|·ε·λ_max dropped, so collinear columns (a singular A) are solved too; an
+    inconsistent system (no solution with these signs) fails the KKT test on the support.
+    """
     support = w != 0
     signs = torch.sign(w[support])
+    exact = torch.zeros_like(w)
     if support.any():
         A = G[support][:, support] + 2 * l2 * torch.eye(
             int(support.sum()), dtype=G.dtype, device=G.device
         )
-        w_s = torch.linalg.solve(A, c[support] - lam * signs)
+        values, Q = torch.linalg.eigh(A)
+        cutoff = A.shape[0] * torch.finfo(A.dtype).eps * max(float(values[-1]), 0.0)
+        inverse = torch.where(values > cutoff, 1 / values, torch.zeros_like(values))
+        w_s = Q @ (inverse * (Q.T @ (c[support] - lam * signs)))
         if not torch.equal(torch.sign(w_s), signs):
             return None
-        exact = torch.zeros_like(w)
         exact[support] = w_s
-    else:
-        exact = torch.zeros_like(w)
     correlation = c - G @ exact  # Xᵀ(y − Xw)
+    slack = 1e-9 * max(1.0, float(c.abs().max()), lam)
+    if support.any():
+        on = correlation[support] - 2 * l2 * exact[support] - lam * signs
+        if float(on.abs().max()) > slack:
+            return None
     off = ~support
-    slack = 1e-9 * max(1.0, float(c.abs().max()))
     if off.any() and float(correlation[off].abs().max()) > lam + slack:
         return None
     return exact
 
 
-def _l1_solve(G: Tensor, c: Tensor, lam: float, l2: float, max_iter: int) -> tuple[Tensor, int]:
-    """argmin ½wᵀGw − cᵀw + l2‖w‖² + lam‖w‖₁ by FISTA with restarts, then polishing."""
+def _l1_solve(
+    G: Tensor, c: Tensor, lam: float, l2: float, max_iter: int
+) -> tuple[Tensor, int, bool]:
+    """argmin ½wᵀGw − cᵀw + l2‖w‖² + lam‖w‖₁ by FISTA with restarts, then polishing:
+    (w, iterations, certified)."""
     d = G.shape[0]
     if d == 0:
-        return G.new_zeros(0), 0
+        return G.new_zeros(0), 0, True
+    zero = _polish(G, c, G.new_zeros(d), lam, l2)
+    if zero is not None:  # λ ≥ ‖Xᵀy‖∞: w = 0, certified before any iteration
+        return zero, 0, True
     step = 1.0 / (float(torch.linalg.eigvalsh(G)[-1]) + 2 * l2 + 1e-300)
     w = torch.zeros(d, dtype=G.dtype, device=G.device)
     z, t = w.clone(), 1.0
@@ -173,9 +241,10 @@ def _l1_solve(G: Tensor, c: Tensor, lam: float, l2: float, max_iter: int) -> tup
             if previous_support is not None and torch.equal(support, previous_support):
                 exact = _polish(G, c, w, lam, l2)
                 if exact is not None:
-                    return exact, it
+                    return exact, it, True
             previous_support = support
-    return w, max_iter
+    exact = _polish(G, c, w, lam, l2)  # a last try at the cap
+    return (w, max_iter, False) if exact is None else (exact, max_iter, True)
 
 
 def lasso(
@@ -197,15 +266,29 @@ def elastic_net(
     max_iter: int = 100_000,
     caller: str = "elastic_net",
 ) -> LinearFit:
-    """argmin ½‖Xw − y‖² + λ(β‖w‖² + ‖w‖₁) (see the module docstring for scikit-learn's α)."""
-    lam = check_finite_number("lam", lam, caller=caller)
-    beta = check_finite_number("beta", beta, caller=caller)
-    if lam < 0 or beta < 0:
-        raise ValueError(f"{caller}(lam, beta) must be >= 0; got {lam!r}, {beta!r}.")
-    X, y = _check_xy(X, y, caller)
+    """argmin ½‖Xw − y‖² + λ(β‖w‖² + ‖w‖₁) (see the module docstring for scikit-learn's α).
+
+    ``converged=False`` in the result (and a :class:`ConvergenceWarning`) when `max_iter`
+    iterations ended before the KKT conditions certified the answer.
+    """
+    lam = check_finite_number("lam", lam, caller=caller, nonnegative=True)
+    beta = check_finite_number("beta", beta, caller=caller, nonnegative=True)
+    check_positive_int("max_iter", max_iter, caller=caller)
+    X, y, dtype = _check_xy(X, y, caller)
+    if lam == 0:  # least squares: an exact answer without iterating
+        if not bool(torch.isfinite(X).all()):
+            raise ValueError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+        return _ridge(X, y, 0.0, fit_intercept, dtype, caller)
     G, c, x_mean, y_mean = _normal_equations(X, y, fit_intercept, caller)
-    w, n_iter = _l1_solve(G, c, lam, lam * beta, max_iter)
-    return _finish(w, x_mean, y_mean, fit_intercept, n_iter)
+    w, n_iter, converged = _l1_solve(G, c, lam, lam * beta, max_iter)
+    if not converged:
+        warnings.warn(
+            f"{caller}: stopped at max_iter={max_iter} before the KKT conditions held; the "
+            "coefficients are FISTA's last iterate (result.converged is False).",
+            ConvergenceWarning,
+            stacklevel=3 if caller == "lasso" else 2,
+        )
+    return _finish(w, x_mean, y_mean, fit_intercept, n_iter, dtype, converged)
 
 
 def sklearn_alpha(kind: str, lam: float, n: int, beta: float = 0.0) -> dict[str, float]:
