@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import textwrap
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -255,7 +256,7 @@ class _Progress:
     def advance(self, text: str) -> None:
         self.done += 1
         if self.bar is not None:
-            self.bar.update(self.task, advance=1)
+            self.bar.update(self.task, advance=1, description=f"{text} done")
         elif not self.quiet:
             elapsed = time.perf_counter() - self.start
             left = elapsed / self.done * (self.total - self.done)
@@ -490,7 +491,7 @@ def _effect_figure(exp: Experiment, rows: list[Row], out: Path) -> dict[str, str
     margin as a dashed line (the quantity the verdict tests)."""
     from dlopt._plots import figure, save_figure
 
-    fig, axes = figure(len(rows), width=3.2, height=3.0)
+    fig, axes = figure(len(rows), width=3.4, height=3.2)
     for ax, row in zip(axes, rows, strict=True):
         for j, (data, vals) in enumerate(row.values.items()):
             dec = row.decisions[data]
@@ -514,10 +515,7 @@ def _effect_figure(exp: Experiment, rows: list[Row], out: Path) -> dict[str, str
         ax.axhline(row.margin, color="black", linestyle="--", linewidth=1, label="margin")
         ax.set_xticks(range(len(row.values)), list(row.values), fontsize=7)
         ax.set_xlim(-0.5, len(row.values) - 0.2)
-        ax.set_title(row.id, fontsize=9)
-        ax.set_ylabel(
-            row.effect_name if len(row.effect_name) < 48 else row.effect_name[:45] + "…", fontsize=7
-        )
+        ax.set_title(row.id + "\n" + textwrap.fill(row.effect_name, 42), fontsize=7)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6, loc="best")
     name = f"{exp.id}-effects.png"
