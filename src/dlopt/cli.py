@@ -55,8 +55,8 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a model from CONFIG; write OUT/{history.csv,checkpoint.pt,best.pt,metrics.json,curves.png}."""
-    from dlopt.config import load_config
-    from dlopt.train.run import ensemble_run, train_run
+    from dlopt.lab.config import load_config
+    from dlopt.lab.run import ensemble_run, train_run
 
     run_config = load_config(config)
     result = (
@@ -89,8 +89,8 @@ def search_command(
     quiet: Quiet = False,
 ) -> None:
     """Search the [search.space] keys of CONFIG; every trial is a training run. Resumable."""
-    from dlopt.config import load_config
-    from dlopt.search.lab import SearchInterrupted, decoded, search_run
+    from dlopt.lab.config import load_config
+    from dlopt.lab.search import SearchInterrupted, decoded, search_run
 
     try:
         result = search_run(load_config(config), out, storage=storage, workers=workers, quiet=quiet)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dlopt._io import read_input
 from dlopt._validation import did_you_mean
 from dlopt.errors import ConfigError
+from dlopt.lab.build import OPTIMIZERS, optimizers_reading
 from dlopt.nn.activations import activation_names
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -68,46 +69,45 @@ class ModelConfig(_Section):
         return widths
 
 
-SECOND_ORDER = ("lbfgs", "bfgs", "cg", "newton-cg")  # dlopt.optim's, on a strong-Wolfe search
-MOMENTUM = ("momentum", "nesterov", "rmsprop")  # the optimizers that read [optimizer] momentum
+_OPTION_HINTS = {  # said after "<option> is an option of …, not of <name>"
+    ("momentum", "sgd"): ' (for SGD with momentum: name = "momentum")',
+    **{
+        ("weight_decay", name): "; penalize the loss instead: [regularization] l2 = ..."
+        for name, entry in OPTIMIZERS.items()
+        if entry.second_order
+    },
+}
 
 
 class OptimizerConfig(_Section):
-    name: Literal[
-        "sgd",
-        "momentum",
-        "nesterov",
-        "adam",
-        "adamw",
-        "rmsprop",
-        "lbfgs",
-        "bfgs",
-        "cg",
-        "newton-cg",
-    ] = "adam"
+    """`name` is a key of :data:`dlopt.lab.build.OPTIMIZERS`; an option written in the file
+    must be one that optimizer reads."""
+
+    name: str = "adam"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     max_iter: int = Field(20, ge=1)  # second-order methods: iterations per batch
 
+    @field_validator("name")
+    @classmethod
+    def _known_optimizer(cls, name: str) -> str:
+        if name not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}."
+                + did_you_mean(name, OPTIMIZERS)
+            )
+        return name
+
     @model_validator(mode="after")
     def _options_apply_to_the_optimizer(self) -> OptimizerConfig:
-        if self.name in SECOND_ORDER and self.weight_decay > 0:
-            raise ValueError(
-                f"weight_decay is an option of the first-order optimizers; with {self.name}, "
-                "penalize the loss instead: [regularization] l2 = ..."
-            )
-        given = self.model_fields_set  # an option written in the file, not a default
-        if "momentum" in given and self.name not in MOMENTUM:
-            hint = ' (for SGD with momentum: name = "momentum")' if self.name == "sgd" else ""
-            raise ValueError(
-                f"momentum is an option of {', '.join(MOMENTUM)}, not of {self.name}{hint}"
-            )
-        if "max_iter" in given and self.name not in SECOND_ORDER:
-            raise ValueError(
-                f"max_iter is an option of the second-order optimizers "
-                f"({', '.join(SECOND_ORDER)}), not of {self.name}"
-            )
+        reads = OPTIMIZERS[self.name].options
+        for option in sorted(self.model_fields_set - {"name", "lr"}):  # written in the file
+            if option not in reads:
+                raise ValueError(
+                    f"{option} is an option of {', '.join(optimizers_reading(option))}, "
+                    f"not of {self.name}" + _OPTION_HINTS.get((option, self.name), "")
+                )
         return self
 
 

@@ -17,8 +17,9 @@ from typing import Any
 import optuna
 
 from dlopt._io import write_text_atomic
-from dlopt.config import RunConfig, SearchConfig, parse_config
 from dlopt.errors import ConfigError
+from dlopt.lab.config import RunConfig, SearchConfig, parse_config
+from dlopt.lab.run import train_run
 from dlopt.search.pruning import PruneTrial
 from dlopt.search.space import Categorical, Float, Int, Param
 from dlopt.search.study import SearchResult, search
@@ -85,8 +86,6 @@ def search_run(
     workers: int = 1,
     quiet: bool = False,
 ) -> SearchResult:
-    from dlopt.train.run import train_run
-
     if config.search is None:
         raise ConfigError("has no [search] section: nothing to search")
     s = config.search

@@ -9,33 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-import dlopt.optim as dlopt_optim
 from dlopt._io import write_text_atomic
 from dlopt._plots import plot_history
-from dlopt.augment import (
-    Augmentation,
-    Compose,
-    Elastic,
-    InputNoise,
-    PCAColor,
-    RandomAffine,
-    RandomCropFlip,
-)
-from dlopt.config import (
-    AugmentConfig,
-    OptimizerConfig,
-    RegularizationConfig,
-    RunConfig,
-    ScheduleConfig,
-)
 from dlopt.data import Dataset, Splits, load_data, split_dataset
 from dlopt.errors import ConfigError, DataError
-from dlopt.nn import cnn, mlp
-from dlopt.regularize import L1, L2, ElasticNet, Penalty
+from dlopt.lab.build import (
+    build_augment,
+    build_model,
+    build_optimizer,
+    build_penalties,
+    build_scheduler,
+)
+from dlopt.lab.config import RunConfig
 from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar
-from dlopt.train.checkpoint import Checkpoint, previous_path
+from dlopt.train.checkpoint import Checkpoint, load_checkpoint, previous_path
 from dlopt.train.trainer import Trainer
 
 
@@ -52,135 +40,6 @@ def load_splits(config: RunConfig) -> Splits:
         )
     except ValueError as exc:
         raise ConfigError(f"data: {exc}", source=config.data.name) from None
-
-
-def build_model(config: RunConfig, data: Dataset) -> nn.Module:
-    m = config.model
-    out = data.n_classes if data.task == "classification" else 1
-    try:
-        if m.kind == "cnn":
-            return cnn(
-                data.feature_shape,
-                out,
-                m.channels,
-                kernel_size=m.kernel_size,
-                hidden=m.hidden,
-                activation=m.activation,
-                batch_norm=m.batch_norm,
-                dropout=m.dropout,
-            )
-        return mlp(
-            data.n_features,
-            out,
-            m.hidden,
-            activation=m.activation,
-            batch_norm=m.batch_norm,
-            dropout=m.dropout,
-            input_dropout=m.input_dropout,
-            maxout_pieces=m.maxout_pieces,
-            dropout_mode=m.dropout_mode,
-            input_noise=m.input_noise,
-            hidden_noise=m.hidden_noise,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"model: {exc}") from None
-
-
-def build_augment(config: AugmentConfig | None, train: Dataset) -> Augmentation | None:
-    """The [augment] section as one Compose (None when it asks for nothing)."""
-    if config is None:
-        return None
-    a = config
-    affine = a.rotation > 0 or a.shift > 0 or a.scale != [1.0, 1.0] or a.hflip > 0 or a.vflip > 0
-    geometric = a.crop_padding > 0 or affine or a.elastic_alpha > 0
-    shape = a.shape or (list(train.feature_shape) if len(train.feature_shape) in (2, 3) else None)
-    if (geometric or a.pca_color > 0) and shape is None:
-        raise ConfigError(
-            f"augment: the data's features have shape {train.feature_shape}, not images; give "
-            "the images' shape: [augment] shape = [C, H, W]"
-        )
-    steps: list[Augmentation] = []
-    try:
-        if a.crop_padding > 0:
-            steps.append(RandomCropFlip(a.crop_padding, flip=0.0, shape=shape))
-        if affine:
-            steps.append(
-                RandomAffine(
-                    rotation=a.rotation,
-                    scale=(a.scale[0], a.scale[1]),
-                    shift=a.shift,
-                    hflip=a.hflip,
-                    vflip=a.vflip,
-                    shape=shape,
-                )
-            )
-        if a.elastic_alpha > 0:
-            steps.append(Elastic(a.elastic_alpha, a.elastic_sigma, shape=shape))
-        if a.pca_color > 0:
-            steps.append(PCAColor(a.pca_color, shape=shape).fit(train.X))
-        if a.noise > 0:
-            steps.append(InputNoise(a.noise))
-        if steps:
-            Compose(steps)(train.X[:2])  # a shape that does not fit the data fails here, once
-    except ValueError as exc:
-        raise ConfigError(f"augment: {exc}") from None
-    return Compose(steps) if steps else None
-
-
-def build_optimizer(config: OptimizerConfig, params: Any) -> torch.optim.Optimizer:
-    o = config
-    makers = {
-        "sgd": lambda: torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay),
-        "momentum": lambda: torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
-        ),
-        "nesterov": lambda: torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay
-        ),
-        "adam": lambda: torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay),
-        "adamw": lambda: torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay),
-        "rmsprop": lambda: torch.optim.RMSprop(
-            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
-        ),
-        # dlopt's second-order methods: max_iter iterations per batch (one step per epoch
-        # with batch_size ≥ the training set: full batch)
-        "lbfgs": lambda: dlopt_optim.LBFGS(params, lr=o.lr, max_iter=o.max_iter),
-        "bfgs": lambda: dlopt_optim.BFGS(params, lr=o.lr, max_iter=o.max_iter),
-        "cg": lambda: dlopt_optim.NonlinearCG(params, lr=o.lr, max_iter=o.max_iter),
-        "newton-cg": lambda: dlopt_optim.NewtonCG(params, lr=o.lr, max_iter=o.max_iter),
-    }
-    try:
-        return makers[o.name]()
-    except ValueError as exc:  # BFGS over its memory budget: the message names L-BFGS
-        raise ConfigError(f'optimizer: {exc} In a config: [optimizer] name = "lbfgs".') from None
-
-
-def build_penalties(config: RegularizationConfig) -> list[Penalty]:
-    r = config
-    penalties: list[Penalty] = []
-    if r.l1 > 0:
-        penalties.append(L1(r.l1, proximal=r.proximal, include=r.include))
-    if r.l2 > 0:
-        penalties.append(L2(r.l2, decoupled=r.decoupled, include=r.include))
-    if r.elastic_net is not None:
-        penalties.append(
-            ElasticNet(
-                r.elastic_net.lam, r.elastic_net.beta, proximal=r.proximal, include=r.include
-            )
-        )
-    return penalties
-
-
-def build_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
-    s, sched = config, torch.optim.lr_scheduler
-    makers = {
-        "none": lambda: None,
-        "step": lambda: sched.StepLR(optimizer, s.step_size, s.gamma),
-        "cosine": lambda: sched.CosineAnnealingLR(optimizer, epochs),
-        "exponential": lambda: sched.ExponentialLR(optimizer, s.gamma),
-        "plateau": lambda: sched.ReduceLROnPlateau(optimizer, factor=s.gamma, patience=s.patience),
-    }
-    return makers[s.name]()
 
 
 def _device(name: str) -> torch.device:
@@ -237,7 +96,7 @@ def train_run(
         splits = Splits(resampled, splits.val, splits.test)
     device = _device(config.train.device)
     model = build_model(config, splits.train).to(device)
-    optimizer = build_optimizer(config.optimizer, model.parameters())
+    optimizer = build_optimizer(config.optimizer, model)
     callbacks: list[Callback] = list(extra_callbacks)
     if config.early_stopping is not None:
         es = config.early_stopping
@@ -372,8 +231,6 @@ def _finished_member(
     """A member trained by an earlier call: its model as evaluated, which the Checkpoint
     callback wrote to best.pt when the run ended (best weights restored, if early stopping
     did), before metrics.json."""
-    from dlopt.train.checkpoint import load_checkpoint
-
     model = build_model(config, splits.train).to(device)
     model.load_state_dict(load_checkpoint(folder / "best.pt")[0]["model"])
     return RunResult(Trainer(model), json.loads((folder / "metrics.json").read_text()), None)

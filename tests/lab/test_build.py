@@ -8,9 +8,9 @@ import json
 import pytest
 
 from dlopt.cli import main
-from dlopt.config import parse_config
 from dlopt.data import load_bundled
-from dlopt.train.run import build_augment
+from dlopt.lab.build import build_augment
+from dlopt.lab.config import parse_config
 
 from ..conftest import assert_one_error_line
 
