@@ -4,6 +4,7 @@ reads, from the table, so a name or an option is written once."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from dlopt.data import Dataset
 from dlopt.errors import ConfigError
 from dlopt.nn import cnn, mlp
 from dlopt.regularize import L1, L2, ElasticNet, Penalty
+from dlopt.regularize.penalties import select_parameters
 
 if TYPE_CHECKING:
     from dlopt.lab.config import (
@@ -45,7 +47,7 @@ class OptimizerEntry:
     second_order: bool = False
 
 
-_FIRST = ("weight_decay",)
+_FIRST = ("weight_decay", "decay_include")
 _SECOND = ("max_iter",)
 
 
@@ -86,11 +88,19 @@ def optimizers_reading(option: str) -> list[str]:
 
 
 def parameter_groups(model: nn.Module, config: OptimizerConfig) -> list[dict[str, Any]]:
-    """The model's parameters as optimizer groups."""
+    """The model's parameters as optimizer groups: with weight decay, decayed weights in one
+    group and biases and BN parameters (undecayed) in another unless ``decay_include = "all"``
+    (SPEC C3: the penalty is on the weights)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if "weight_decay" not in OPTIMIZERS[config.name].options:
         return [{"params": params}]
-    return [{"params": params, "weight_decay": config.weight_decay}]
+    decayed = select_parameters(model, config.decay_include)
+    chosen = {id(p) for p in decayed}
+    rest = [p for p in params if id(p) not in chosen]
+    groups = [{"params": decayed, "weight_decay": config.weight_decay}]
+    if rest:
+        groups.append({"params": rest, "weight_decay": 0.0})
+    return groups
 
 
 def build_optimizer(config: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -100,13 +110,44 @@ def build_optimizer(config: OptimizerConfig, model: nn.Module) -> torch.optim.Op
         raise ConfigError(f'optimizer: {exc} In a config: [optimizer] name = "lbfgs".') from None
 
 
+def model_input_shape(config: RunConfig, data: Dataset) -> tuple[int, ...]:
+    """The shape a CNN sees each sample as: [data] shape, else the data's own."""
+    shape = sample_shape(config, data)
+    return tuple(shape) if shape is not None else tuple(data.feature_shape)
+
+
+IMAGE_SHAPES = {"digits": [1, 8, 8]}  # bundled sets of flat image rows
+
+
+def sample_shape(config: RunConfig, data: Dataset) -> list[int] | None:
+    """Each sample's [C, H, W]: [data] shape, a bundled image set's, or the data's own when it
+    has 2 or 3 dimensions; None for flat features. A shape that does not hold the sample's
+    values is a ConfigError."""
+    shape = config.data.shape or IMAGE_SHAPES.get(config.data.name)
+    if shape is None:
+        return list(data.feature_shape) if len(data.feature_shape) in (2, 3) else None
+    if math.prod(shape) != math.prod(data.feature_shape):
+        raise ConfigError(
+            f"data.shape: {list(shape)} holds {math.prod(shape)} values but each sample has "
+            f"{math.prod(data.feature_shape)} (features {tuple(data.feature_shape)})"
+        )
+    return list(shape)
+
+
+def image_shape(config: RunConfig, data: Dataset) -> list[int] | None:
+    """The images' shape for augmentation: [augment] shape, else :func:`sample_shape`."""
+    if config.augment is not None and config.augment.shape is not None:
+        return config.augment.shape
+    return sample_shape(config, data)
+
+
 def build_model(config: RunConfig, data: Dataset) -> nn.Module:
     m = config.model
     out = data.n_classes if data.task == "classification" else 1
     try:
         if m.kind == "cnn":
             return cnn(
-                data.feature_shape,
+                model_input_shape(config, data),
                 out,
                 m.channels,
                 kernel_size=m.kernel_size,
@@ -148,7 +189,7 @@ def build_augment(
     if (geometric or a.pca_color > 0) and shape is None:
         raise ConfigError(
             f"augment: the data's features have shape {train.feature_shape}, not images; give "
-            "the images' shape: [augment] shape = [C, H, W]"
+            "the images' shape: [data] shape = [C, H, W]"
         )
     shape = list(shape) if shape is not None else None
     steps: list[Augmentation] = []

@@ -10,18 +10,20 @@ from typing import Any
 
 import torch
 
-from dlopt._io import write_text_atomic
+from dlopt._io import read_input, write_text_atomic
 from dlopt._plots import plot_history
 from dlopt.data import Dataset, Splits, load_data, split_dataset
-from dlopt.errors import ConfigError, DataError
+from dlopt.errors import CheckpointError, ConfigError, DataError
 from dlopt.lab.build import (
     build_augment,
     build_model,
     build_optimizer,
     build_penalties,
     build_scheduler,
+    image_shape,
 )
 from dlopt.lab.config import RunConfig
+from dlopt.lab.folder import locked, store_or_check_config
 from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, previous_path
 from dlopt.train.trainer import Trainer
@@ -77,7 +79,7 @@ def train_run(
     batch order from seed + i; with `bootstrap`, it trains on a bootstrap resample of the
     training set drawn from seed + 1000 + i."""
     checkpoint = out / "checkpoint.pt"
-    if not resume and (checkpoint.exists() or previous_path(checkpoint).exists()):
+    if not resume and _holds_run(out):
         raise DataError(
             "already holds a run (checkpoint.pt); pass --resume to continue it or "
             "choose another --out",
@@ -125,18 +127,22 @@ def train_run(
         penalties=build_penalties(config.regularization),
         seed=seed,
         handle_signals=True,
-        augment=build_augment(config.augment, splits.train),
+        augment=build_augment(config.augment, splits.train, image_shape(config, splits.train)),
     )
-    if (
-        config.early_stopping is not None
-        and splits.val is None
-        and config.early_stopping.monitor.startswith("val_")
-    ):
-        raise ConfigError(
-            "early_stopping.monitor: monitors a validation metric but data.val_fraction is 0"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.fit(splits.train, splits.val, resume_from=checkpoint if resume else None)
+    with locked(out):
+        store_or_check_config(config, out, resume=resume)
+        trainer.fit(splits.train, splits.val, resume_from=checkpoint if resume else None)
+        return _finish(config, out, trainer, splits, quiet)
+
+
+def _holds_run(folder: Path) -> bool:
+    checkpoint = folder / "checkpoint.pt"
+    return checkpoint.exists() or previous_path(checkpoint).exists()
+
+
+def _finish(
+    config: RunConfig, out: Path, trainer: Trainer, splits: Splits, quiet: bool
+) -> RunResult:
     if trainer.state.interrupted:
         return RunResult(trainer, {}, trainer.state.interrupted)
     test = {f"test_{k}": v for k, v in trainer.evaluate(splits.test).items()}
@@ -169,17 +175,25 @@ def ensemble_run(
     """[ensemble]: the members in OUT/member-N (each a full run: resumable, its own files),
     then the model average and the vote on the test set in OUT/metrics.json. With --resume,
     finished members are read back from their best.pt and the rest train or continue."""
-    from dlopt.ensemble import average, member_outputs, vote
-
-    assert config.ensemble is not None
-    e = config.ensemble
-    if not resume and any(out.glob("member-*/checkpoint.pt")):
+    if not resume and any(_holds_run(folder) for folder in out.glob("member-*")):
         raise DataError(
             "already holds an ensemble; pass --resume to continue it or choose another --out",
             source=out,
         )
     splits = load_splits(config)  # every member's split: the test set is the ensemble's too
     device = _device(config.train.device)
+    with locked(out):
+        store_or_check_config(config, out, resume=resume)
+        return _ensemble(config, out, splits, device, quiet=quiet, resume=resume)
+
+
+def _ensemble(
+    config: RunConfig, out: Path, splits: Splits, device: torch.device, *, quiet: bool, resume: bool
+) -> EnsembleResult:
+    from dlopt.ensemble import average, member_outputs, vote
+
+    assert config.ensemble is not None
+    e = config.ensemble
     single = config.model_copy(update={"ensemble": None})
     members: list[RunResult] = []
     for i in range(e.members):
@@ -190,7 +204,7 @@ def ensemble_run(
         result = train_run(
             single,
             folder,
-            resume=resume and (folder / "checkpoint.pt").exists(),
+            resume=resume and _holds_run(folder),
             quiet=True,
             member=i,
             bootstrap=e.bootstrap,
@@ -233,4 +247,17 @@ def _finished_member(
     did), before metrics.json."""
     model = build_model(config, splits.train).to(device)
     model.load_state_dict(load_checkpoint(folder / "best.pt")[0]["model"])
-    return RunResult(Trainer(model), json.loads((folder / "metrics.json").read_text()), None)
+    path = folder / "metrics.json"
+    try:
+        metrics = json.loads(
+            read_input(path, CheckpointError, kind="metrics file", max_bytes=1 << 20)
+        )
+    except ValueError:  # includes UnicodeDecodeError
+        raise CheckpointError(
+            "not valid JSON; delete the member's folder to retrain it", source=path
+        ) from None
+    if not isinstance(metrics, dict):
+        raise CheckpointError(
+            "not a metrics table; delete the member's folder to retrain it", source=path
+        )
+    return RunResult(Trainer(model), metrics, None)
