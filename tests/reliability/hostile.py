@@ -138,9 +138,8 @@ def _locked(folder: Path) -> list[str]:
 
     out = folder / "out"
     out.mkdir()
-    (out / ".lock").write_text("4242\n")
-    fd = os.open(out / ".lock", os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # held by a child that outlives this call: see test
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # this test process holds the folder, as a run would
     _HELD.append(fd)
     (folder / "c.toml").write_text(BASE)
     return ["train", str(folder / "c.toml"), "--out", str(out), "--quiet"]

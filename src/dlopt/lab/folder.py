@@ -1,5 +1,5 @@
-"""A run folder that cannot be mixed up: one process at a time (an exclusive ``flock`` on
-``OUT/.lock`` naming its holder), the validated config stored beside the checkpoints as
+"""A run folder that cannot be mixed up: one process at a time (an exclusive ``flock`` on the
+folder, naming its holder), the validated config stored beside the checkpoints as
 ``OUT/config.json``, and no temp file of an earlier, killed process left behind.
 
 On ``--resume`` the config must equal the stored one except for :data:`MAY_CHANGE`.
@@ -31,26 +31,39 @@ CONFIG_FILE = "config.json"
 
 @contextlib.contextmanager
 def locked(out: Path) -> Iterator[None]:
-    """Hold ``OUT/.lock`` for the run; a second process gets a DataError naming the holder."""
+    """Hold an exclusive ``flock`` on the folder itself for the run (no lock file: a refused run
+    leaves the folder as it was); a second process gets a DataError naming the holder."""
     out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             raise DataError(
-                f"is in use by another dlopt process (pid {holder}); wait for it or choose "
-                "another --out",
+                f"is in use by another dlopt process (pid {_holder(fd)}); wait for it or "
+                "choose another --out",
                 source=out,
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         for stale in out.glob(".*.tmp"):  # a killed writer's; ours are all finished
             stale.unlink(missing_ok=True)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _holder(fd: int) -> str:
+    """The pid holding a flock on `fd`'s inode, from /proc/locks (Linux); else "unknown"."""
+    info = os.fstat(fd)
+    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == inode:
+                    return fields[4]
+    except OSError:
+        pass
+    return "unknown"
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
