@@ -65,7 +65,6 @@ def test_build_augment_composes_the_asked_steps_in_order():
 @pytest.mark.parametrize(
     "section, needle",
     [
-        ("[augment]\nrotation = 10", "not images"),  # digits are 64 flat features
         ("[augment]\nshape = [1, 7, 7]\nshift = 1", "does not hold images"),
         ("[augment]\nshape = [8]\nshift = 1", "augment.shape"),
         ("[augment]\nscale = [1.2, 0.8]", "augment.scale"),
@@ -78,6 +77,12 @@ def test_bad_augment_sections_are_one_line(tmp_path, capsys, section, needle):
     config.write_text(CONFIG.format(augment=section))
     assert main(["train", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert_one_error_line(capsys.readouterr().err, needle)
+
+
+def test_geometry_on_flat_features_asks_for_the_shape():
+    wine = load_bundled("wine")  # 13 flat features, no image shape
+    with pytest.raises(ConfigError, match="not images"):
+        build_augment(parse_config({"augment": {"rotation": 10.0}}).augment, wine)
 
 
 def test_weight_decay_skips_biases_and_batch_norm_unless_asked():
