@@ -79,6 +79,8 @@ def train_run(
     batch order from seed + i; with `bootstrap`, it trains on a bootstrap resample of the
     training set drawn from seed + 1000 + i."""
     checkpoint = out / "checkpoint.pt"
+    if resume and not _holds_run(out):  # refused before the folder gets a config.json
+        raise CheckpointError("no checkpoint to resume from", source=checkpoint)
     if not resume and _holds_run(out):
         raise DataError(
             "already holds a run (checkpoint.pt); pass --resume to continue it or "
