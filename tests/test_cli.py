@@ -164,11 +164,11 @@ def test_the_second_order_optimizers_train_from_a_config(name, tmp_path):
 @pytest.mark.parametrize(
     ("optimizer", "model", "message"),
     [
-        ('name = "lbfgs"\nweight_decay = 0.01', "", "weight_decay is an option of the first-order"),
+        ('name = "lbfgs"\nweight_decay = 0.01', "", "weight_decay is an option of sgd, momentum"),
         ('name = "bfgs"', "[model]\nhidden = [512, 512]\n", "use L-BFGS"),
         ('name = "cg"\nmomentum = 0.9', "", "momentum is an option of momentum, nesterov"),
         ('name = "sgd"\nmomentum = 0.5', "", 'name = "momentum"'),
-        ('name = "adam"\nmax_iter = 5', "", "max_iter is an option of the second-order"),
+        ('name = "adam"\nmax_iter = 5', "", "max_iter is an option of lbfgs, bfgs"),
     ],
 )
 def test_second_order_options_that_cannot_work_are_named(

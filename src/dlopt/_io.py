@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat as stat_module
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,14 +72,34 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+MAX_INPUT_BYTES = 1 << 30  # 1 GiB: a data file or checkpoint larger than this is refused
+
+
 def read_input(
     path: Path, error: type[DloptError], *, kind: str, max_bytes: int | None = None
 ) -> bytes:
-    """Read a user's file whole; every failure is an `error` naming the file (one line)."""
+    """Read a user's file whole; every failure is an `error` naming the file (one line).
+
+    Anything but a regular file (a FIFO, a device, a symlink to /dev/zero) is refused before it
+    is opened, and no more than `max_bytes` (default :data:`MAX_INPUT_BYTES`) are ever read.
+    """
+    limit = MAX_INPUT_BYTES if max_bytes is None else max_bytes
     try:
-        if max_bytes is not None and (size := path.stat().st_size) > max_bytes:
-            raise error(f"{size} bytes; a {kind} may hold at most {max_bytes}", source=path)
-        return path.read_bytes()
+        info = path.stat()
+        if stat_module.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat_module.S_ISREG(info.st_mode):
+            raise error(f"not a regular file (a FIFO, device or socket); not a {kind}", source=path)
+        if info.st_size > limit:
+            raise error(f"{info.st_size} bytes; a {kind} may hold at most {limit}", source=path)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat_module.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped meanwhile
+                raise error(f"not a regular file; not a {kind}", source=path)
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise error(f"more than {limit} bytes; a {kind} may hold at most that", source=path)
+        return data
     except FileNotFoundError:
         raise error("no such file", source=path) from None
     except IsADirectoryError:

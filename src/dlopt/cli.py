@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,7 @@ from dlopt.errors import (
     EXIT_SIGTERM,
     DloptError,
     TrainingDiverged,
+    shown,
 )
 
 app = typer.Typer(
@@ -55,8 +57,8 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a model from CONFIG; write OUT/{history.csv,checkpoint.pt,best.pt,metrics.json,curves.png}."""
-    from dlopt.config import load_config
-    from dlopt.train.run import ensemble_run, train_run
+    from dlopt.lab.config import load_config
+    from dlopt.lab.run import ensemble_run, train_run
 
     run_config = load_config(config)
     result = (
@@ -85,12 +87,14 @@ def search_command(
             help="Optuna storage URL (default: sqlite in OUT; postgresql://… for many machines)."
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes on the study.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, max=256, help="Worker processes on the study.")
+    ] = 1,
     quiet: Quiet = False,
 ) -> None:
     """Search the [search.space] keys of CONFIG; every trial is a training run. Resumable."""
-    from dlopt.config import load_config
-    from dlopt.search.lab import SearchInterrupted, decoded, search_run
+    from dlopt.lab.config import load_config
+    from dlopt.lab.search import SearchInterrupted, decoded, search_run
 
     try:
         result = search_run(load_config(config), out, storage=storage, workers=workers, quiet=quiet)
@@ -213,6 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("DLOPT_DEBUG") == "1"
     args = [a for a in args if a != "--debug"] or ["--help"]
     _log_to_stderr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        code = _run(args, debug)
+    if code in (0, EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM):  # never beside an error line
+        for w in caught:
+            print(f"warning: {' '.join(str(w.message).split())[:300]}", file=sys.stderr)
+    return code
+
+
+def _run(args: list[str], debug: bool) -> int:
+    """The app, with every outcome mapped onto an exit code (see the module docstring)."""
     try:
         code = app(args=args, prog_name="dlopt", standalone_mode=False)
     except typer.Exit as exc:
@@ -229,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
     except OSError as exc:  # an unwritable --out, a full disk: the user's to fix, not a bug
-        where = f"{exc.filename}: " if exc.filename else ""
+        where = f"{shown(exc.filename)}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

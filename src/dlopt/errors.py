@@ -16,8 +16,18 @@ EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
 
-class DloptError(Exception):
+def shown(source: str | Path) -> str:
+    """A file name as an error line shows it: as written when printable, else its repr (a
+    newline in a name cannot forge a second line)."""
+    text = str(source)
+    return text if text.isprintable() else repr(text)
+
+
+class DloptError(ValueError):
     """Bad input: a config, data file, checkpoint or argument dlopt refuses.
+
+    It is also a ValueError, the exception Python users expect for a bad value (as
+    scikit-learn's InvalidParameterError is).
 
     The message is one line that names the source (a file, an option) and the reason, so the CLI
     can print it as ``error: <message>`` and exit with code 2.
@@ -29,7 +39,7 @@ class DloptError(Exception):
         self.reason = " ".join(str(reason).split())  # one line, whatever the reason held
         self.source = None if source is None else str(source)
         self.where = where  # ":line[:col]" or "@byte"
-        prefix = f"{self.source}{where}: " if self.source is not None else ""
+        prefix = f"{shown(self.source)}{where}: " if self.source is not None else ""
         super().__init__(prefix + self.reason)
 
 

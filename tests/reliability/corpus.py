@@ -128,8 +128,8 @@ def _damaged(how: str) -> Callable[[Path], None]:
 
 
 def _foreign_run(out: Path) -> None:
-    from dlopt.config import parse_config
-    from dlopt.train.run import train_run
+    from dlopt.lab.config import parse_config
+    from dlopt.lab.run import train_run
 
     config = parse_config(
         {"data": {"name": "wine"}, "model": {"hidden": [16, 16]}, "train": {"epochs": 1}}

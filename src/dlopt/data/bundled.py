@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,7 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
                 return make_dataset(
                     archive["X"], archive["y"], name="mnist1d", task="classification", n_classes=10
                 )
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # a damaged cache is regenerated, not trusted
     from mnist1d.data import get_dataset_args
     from mnist1d.data import make_dataset as generate

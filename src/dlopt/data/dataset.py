@@ -13,6 +13,9 @@ from torch import Tensor
 from dlopt.errors import DataError
 
 Task = Literal["classification", "regression"]
+MAX_CLASSES = (
+    100_000  # a label beyond this is a mistake, not a class (the output layer would not fit)
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,10 @@ def make_dataset(
         if labels.min() < 0:
             raise DataError(f"class labels must be >= 0; found {int(labels.min())}", source=src)
         k = int(labels.max()) + 1 if n_classes is None else n_classes
+        if k > MAX_CLASSES:
+            raise DataError(
+                f"label {int(labels.max())} implies {k} classes; at most {MAX_CLASSES}", source=src
+            )
         if labels.max() >= k:
             raise DataError(f"label {int(labels.max())} out of range for {k} classes", source=src)
         y_t = torch.from_numpy(labels)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import struct
 import zipfile
 import zlib
@@ -26,6 +27,7 @@ from dlopt.errors import DataError
 MAX_CSV_BYTES = 1 << 30
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CIFAR_RECORD = 1 + 3 * 32 * 32
+_DEFLATE_RATIO = 1032  # deflate expands at most ~1032:1
 
 
 def _open_bytes(path: Path, max_bytes: int | None = None) -> bytes:
@@ -196,7 +198,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataError("truncated IDX header", source=path, where=f"@{len(raw)}")
     dims = struct.unpack(f">{ndim}I", raw[4:head])
     dtype = np.dtype(_IDX_DTYPES[code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow to 0
     if expected != len(raw) - head:
         raise DataError(
             f"header declares {dims} ({expected} bytes) but {len(raw) - head} bytes follow",
@@ -220,7 +222,13 @@ def _gunzip_idx(raw: bytes, path: Path) -> bytes:
             head += stream.read(4 * head[3])
             ndim = (len(head) - 4) // 4
             dims = struct.unpack(f">{ndim}I", head[4 : 4 + 4 * ndim])
-            limit = int(np.prod(dims, dtype=np.int64)) * np.dtype(_IDX_DTYPES[head[2]]).itemsize
+            limit = math.prod(dims) * np.dtype(_IDX_DTYPES[head[2]]).itemsize
+            if limit > _DEFLATE_RATIO * len(raw) + 4096:  # more than deflate can produce
+                raise DataError(
+                    f"header declares {dims} ({limit} bytes), more than {len(raw)} compressed "
+                    "bytes can hold",
+                    source=path,
+                )
             chunks, total = [head], 0
             while total <= limit and (block := stream.read(min(1 << 20, limit + 1 - total))):
                 chunks.append(block)

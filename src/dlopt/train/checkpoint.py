@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dlopt._io import sha256_file, write_bytes_atomic, write_text_atomic
+from dlopt._io import read_input, sha256_file, write_bytes_atomic, write_text_atomic
 from dlopt._validation import check_positive_int
 from dlopt.errors import CheckpointError
 from dlopt.train.callbacks import Callback
@@ -47,8 +47,9 @@ def previous_path(path: Path) -> Path:
 
 def _accepted_hashes(path: Path) -> list[str]:
     try:
-        return _sidecar(path).read_text(encoding="ascii").split()
-    except (OSError, UnicodeDecodeError):
+        text = read_input(_sidecar(path), CheckpointError, kind="sidecar", max_bytes=4096)
+        return text.decode("ascii").split()
+    except (CheckpointError, UnicodeDecodeError):
         return []
 
 
@@ -95,10 +96,7 @@ def save_checkpoint(
 
 
 def _load_verified(path: Path, accepted: list[str]) -> dict[str, Any]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"cannot read ({exc.strerror or exc})", source=path) from None
+    data = read_input(path, CheckpointError, kind="checkpoint")
     if not accepted:
         raise CheckpointError(
             "no SHA-256 sidecar (.sha256) beside it; refusing an unverified checkpoint", source=path
@@ -197,7 +195,12 @@ class Checkpoint(Callback):
             save_checkpoint(trainer.state_dict(), self.path)
 
     def on_fit_end(self, trainer: Trainer) -> None:
-        if self.save_best and not trainer.state.interrupted:
+        finite = all(
+            bool(t.isfinite().all())
+            for t in trainer.model.state_dict().values()
+            if t.is_floating_point()
+        )
+        if self.save_best and not trainer.state.interrupted and finite:  # never NaN weights
             save_checkpoint(
                 {"format": FORMAT, "kind": "model", "model": trainer.model.state_dict()},
                 self.folder / "best.pt",

@@ -499,7 +499,9 @@ class Trainer:
                         f"{value!r}; refusing to resume a different run"
                     )
             _check_model_matches(self.model.state_dict(), payload["model"])
+            _check_finite(payload["model"])
             self.model.load_state_dict(payload["model"], strict=True)
+            _check_groups(self.optimizer.param_groups, payload["optimizer"])
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(payload["scheduler"])
@@ -514,6 +516,15 @@ class Trainer:
             self._correct = acc["correct"].to(device, torch.int64)
             self._loss_sum_host = float(acc["loss_sum_host"])
             self._seen = int(acc["seen"])
+            s = self.state
+            if self._loss_sum.numel() != 1 or self._correct.numel() != 1 or self._seen < 0:
+                raise CheckpointError("holds accumulators of the wrong shape or sign; refused")
+            self._loss_sum, self._correct = self._loss_sum.reshape(()), self._correct.reshape(())
+            if min(s.epoch, s.batch, s.step) < 0 or s.batch > max(s.batches_per_epoch, 1):
+                raise CheckpointError(
+                    f"holds an impossible position (epoch {s.epoch}, batch {s.batch}, "
+                    f"step {s.step}); refused"
+                )
             rng = payload["rng"]
             torch.set_rng_state(rng["torch"])
             if rng["cuda"] and torch.cuda.is_available():
@@ -553,6 +564,30 @@ def _check_model_matches(ours: dict[str, Tensor], saved: Any) -> None:
                 f"holds another model: {key} is {shape} in the checkpoint but "
                 f"{tuple(tensor.shape)} here"
             )
+
+
+def _check_groups(ours: list[dict[str, Any]], saved: Any) -> None:
+    """Every numeric hyper-parameter of the saved groups (lr, betas' kin) is a finite number
+    where ours is one: a string lr would fail only at the first step."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(ours):
+        raise CheckpointError("holds optimizer groups that do not match this run")
+    for mine, theirs in zip(ours, groups, strict=True):
+        if not isinstance(theirs, dict):
+            raise CheckpointError("holds an optimizer group that is not a dict")
+        for key, value in mine.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            got = theirs.get(key)
+            if isinstance(got, bool) or not isinstance(got, int | float) or not math.isfinite(got):
+                raise CheckpointError(f"holds optimizer {key} = {got!r}, not a finite number")
+
+
+def _check_finite(saved: dict[str, Any]) -> None:
+    """Refuse weights that are NaN or inf: training could only go on from garbage."""
+    for key, tensor in saved.items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise CheckpointError(f"holds non-finite (NaN or inf) values in {key}; refused")
 
 
 def _plain(value: Any) -> Any:

@@ -17,8 +17,10 @@ from typing import Any
 import optuna
 
 from dlopt._io import write_text_atomic
-from dlopt.config import RunConfig, SearchConfig, parse_config
 from dlopt.errors import ConfigError
+from dlopt.lab.config import RunConfig, SearchConfig, parse_config
+from dlopt.lab.folder import locked, store_or_check_config
+from dlopt.lab.run import load_splits, train_run
 from dlopt.search.pruning import PruneTrial
 from dlopt.search.space import Categorical, Float, Int, Param
 from dlopt.search.study import SearchResult, search
@@ -68,6 +70,42 @@ def trial_config(base: RunConfig, params: dict[str, Any], name: str) -> RunConfi
     return parse_config(data, source=f"search trial {name}")
 
 
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def check_storage(storage: str | None, workers: int) -> None:
+    """Refuse a storage URL Optuna could not use, before anything is created."""
+    if storage is None:
+        return
+    scheme, sep, rest = storage.partition("://")
+    if not sep or scheme.split("+")[0] not in STORAGE_SCHEMES:
+        raise ConfigError(
+            f"must be a database URL ({', '.join(s + '://…' for s in STORAGE_SCHEMES)}); "
+            f"got {storage[:80]!r}",
+            source="--storage",
+        )
+    if scheme == "sqlite":
+        path = rest.removeprefix("/")
+        if not path or path == ":memory:":
+            if workers > 1:
+                raise ConfigError(
+                    "an in-memory SQLite database cannot be shared by several workers; "
+                    "give a file: sqlite:///study.db",
+                    source="--storage",
+                )
+            return
+        file = Path(path)
+        if file.exists():
+            if not file.is_file():  # a FIFO, a device, a folder
+                raise ConfigError("not a regular file; not an SQLite database", source=file)
+            with file.open("rb") as handle:
+                head = handle.read(16)
+            if head and head != b"SQLite format 3\x00":
+                raise ConfigError("not an SQLite database", source=file)
+        elif not file.parent.is_dir():
+            raise ConfigError("its folder does not exist", source=file)
+
+
 class SearchInterrupted(Exception):
     """A trial's training run was stopped by SIGINT/SIGTERM: the search stops with it. The
     trial is recorded as failed and is run again when the search continues."""
@@ -85,14 +123,28 @@ def search_run(
     workers: int = 1,
     quiet: bool = False,
 ) -> SearchResult:
-    from dlopt.train.run import train_run
-
     if config.search is None:
         raise ConfigError("has no [search] section: nothing to search")
     s = config.search
     maximize = s.monitor.endswith("accuracy")
-    out.mkdir(parents=True, exist_ok=True)
+    check_storage(storage, workers)
+    for c in s.configs:  # every manual configuration validates, before any file is written
+        trial_config(config, {k: _encode(v) for k, v in c.items()}, "check")
+    for key, p in s.space.items():
+        for choice in p.choices or ():
+            trial_config(config, {key: _encode(choice)}, "check")
+    load_splits(config)  # a data file that cannot be read is refused before study.db exists
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    with locked(out):
+        store_or_check_config(config, out, resume=True)
+        return _search(config, out, url, workers, quiet, maximize)
+
+
+def _search(
+    config: RunConfig, out: Path, url: str, workers: int, quiet: bool, maximize: bool
+) -> SearchResult:
+    assert config.search is not None
+    s = config.search
 
     def objective(params: dict[str, Any], trial: optuna.Trial) -> float:
         name = f"trial-{trial.number:04d}"

@@ -9,33 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-import dlopt.optim as dlopt_optim
-from dlopt._io import write_text_atomic
+from dlopt._io import read_input, write_text_atomic
 from dlopt._plots import plot_history
-from dlopt.augment import (
-    Augmentation,
-    Compose,
-    Elastic,
-    InputNoise,
-    PCAColor,
-    RandomAffine,
-    RandomCropFlip,
-)
-from dlopt.config import (
-    AugmentConfig,
-    OptimizerConfig,
-    RegularizationConfig,
-    RunConfig,
-    ScheduleConfig,
-)
 from dlopt.data import Dataset, Splits, load_data, split_dataset
-from dlopt.errors import ConfigError, DataError
-from dlopt.nn import cnn, mlp
-from dlopt.regularize import L1, L2, ElasticNet, Penalty
+from dlopt.errors import CheckpointError, ConfigError, DataError
+from dlopt.lab.build import (
+    build_augment,
+    build_model,
+    build_optimizer,
+    build_penalties,
+    build_scheduler,
+    image_shape,
+)
+from dlopt.lab.config import RunConfig
+from dlopt.lab.folder import locked, store_or_check_config
 from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar
-from dlopt.train.checkpoint import Checkpoint, previous_path
+from dlopt.train.checkpoint import Checkpoint, load_checkpoint, previous_path
 from dlopt.train.trainer import Trainer
 
 
@@ -52,135 +42,6 @@ def load_splits(config: RunConfig) -> Splits:
         )
     except ValueError as exc:
         raise ConfigError(f"data: {exc}", source=config.data.name) from None
-
-
-def build_model(config: RunConfig, data: Dataset) -> nn.Module:
-    m = config.model
-    out = data.n_classes if data.task == "classification" else 1
-    try:
-        if m.kind == "cnn":
-            return cnn(
-                data.feature_shape,
-                out,
-                m.channels,
-                kernel_size=m.kernel_size,
-                hidden=m.hidden,
-                activation=m.activation,
-                batch_norm=m.batch_norm,
-                dropout=m.dropout,
-            )
-        return mlp(
-            data.n_features,
-            out,
-            m.hidden,
-            activation=m.activation,
-            batch_norm=m.batch_norm,
-            dropout=m.dropout,
-            input_dropout=m.input_dropout,
-            maxout_pieces=m.maxout_pieces,
-            dropout_mode=m.dropout_mode,
-            input_noise=m.input_noise,
-            hidden_noise=m.hidden_noise,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"model: {exc}") from None
-
-
-def build_augment(config: AugmentConfig | None, train: Dataset) -> Augmentation | None:
-    """The [augment] section as one Compose (None when it asks for nothing)."""
-    if config is None:
-        return None
-    a = config
-    affine = a.rotation > 0 or a.shift > 0 or a.scale != [1.0, 1.0] or a.hflip > 0 or a.vflip > 0
-    geometric = a.crop_padding > 0 or affine or a.elastic_alpha > 0
-    shape = a.shape or (list(train.feature_shape) if len(train.feature_shape) in (2, 3) else None)
-    if (geometric or a.pca_color > 0) and shape is None:
-        raise ConfigError(
-            f"augment: the data's features have shape {train.feature_shape}, not images; give "
-            "the images' shape: [augment] shape = [C, H, W]"
-        )
-    steps: list[Augmentation] = []
-    try:
-        if a.crop_padding > 0:
-            steps.append(RandomCropFlip(a.crop_padding, flip=0.0, shape=shape))
-        if affine:
-            steps.append(
-                RandomAffine(
-                    rotation=a.rotation,
-                    scale=(a.scale[0], a.scale[1]),
-                    shift=a.shift,
-                    hflip=a.hflip,
-                    vflip=a.vflip,
-                    shape=shape,
-                )
-            )
-        if a.elastic_alpha > 0:
-            steps.append(Elastic(a.elastic_alpha, a.elastic_sigma, shape=shape))
-        if a.pca_color > 0:
-            steps.append(PCAColor(a.pca_color, shape=shape).fit(train.X))
-        if a.noise > 0:
-            steps.append(InputNoise(a.noise))
-        if steps:
-            Compose(steps)(train.X[:2])  # a shape that does not fit the data fails here, once
-    except ValueError as exc:
-        raise ConfigError(f"augment: {exc}") from None
-    return Compose(steps) if steps else None
-
-
-def build_optimizer(config: OptimizerConfig, params: Any) -> torch.optim.Optimizer:
-    o = config
-    makers = {
-        "sgd": lambda: torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay),
-        "momentum": lambda: torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
-        ),
-        "nesterov": lambda: torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay
-        ),
-        "adam": lambda: torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay),
-        "adamw": lambda: torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay),
-        "rmsprop": lambda: torch.optim.RMSprop(
-            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
-        ),
-        # dlopt's second-order methods: max_iter iterations per batch (one step per epoch
-        # with batch_size ≥ the training set: full batch)
-        "lbfgs": lambda: dlopt_optim.LBFGS(params, lr=o.lr, max_iter=o.max_iter),
-        "bfgs": lambda: dlopt_optim.BFGS(params, lr=o.lr, max_iter=o.max_iter),
-        "cg": lambda: dlopt_optim.NonlinearCG(params, lr=o.lr, max_iter=o.max_iter),
-        "newton-cg": lambda: dlopt_optim.NewtonCG(params, lr=o.lr, max_iter=o.max_iter),
-    }
-    try:
-        return makers[o.name]()
-    except ValueError as exc:  # BFGS over its memory budget: the message names L-BFGS
-        raise ConfigError(f'optimizer: {exc} In a config: [optimizer] name = "lbfgs".') from None
-
-
-def build_penalties(config: RegularizationConfig) -> list[Penalty]:
-    r = config
-    penalties: list[Penalty] = []
-    if r.l1 > 0:
-        penalties.append(L1(r.l1, proximal=r.proximal, include=r.include))
-    if r.l2 > 0:
-        penalties.append(L2(r.l2, decoupled=r.decoupled, include=r.include))
-    if r.elastic_net is not None:
-        penalties.append(
-            ElasticNet(
-                r.elastic_net.lam, r.elastic_net.beta, proximal=r.proximal, include=r.include
-            )
-        )
-    return penalties
-
-
-def build_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
-    s, sched = config, torch.optim.lr_scheduler
-    makers = {
-        "none": lambda: None,
-        "step": lambda: sched.StepLR(optimizer, s.step_size, s.gamma),
-        "cosine": lambda: sched.CosineAnnealingLR(optimizer, epochs),
-        "exponential": lambda: sched.ExponentialLR(optimizer, s.gamma),
-        "plateau": lambda: sched.ReduceLROnPlateau(optimizer, factor=s.gamma, patience=s.patience),
-    }
-    return makers[s.name]()
 
 
 def _device(name: str) -> torch.device:
@@ -218,7 +79,9 @@ def train_run(
     batch order from seed + i; with `bootstrap`, it trains on a bootstrap resample of the
     training set drawn from seed + 1000 + i."""
     checkpoint = out / "checkpoint.pt"
-    if not resume and (checkpoint.exists() or previous_path(checkpoint).exists()):
+    if resume and not _holds_run(out):  # refused before the folder gets a config.json
+        raise CheckpointError("no checkpoint to resume from", source=checkpoint)
+    if not resume and _holds_run(out):
         raise DataError(
             "already holds a run (checkpoint.pt); pass --resume to continue it or "
             "choose another --out",
@@ -237,7 +100,7 @@ def train_run(
         splits = Splits(resampled, splits.val, splits.test)
     device = _device(config.train.device)
     model = build_model(config, splits.train).to(device)
-    optimizer = build_optimizer(config.optimizer, model.parameters())
+    optimizer = build_optimizer(config.optimizer, model)
     callbacks: list[Callback] = list(extra_callbacks)
     if config.early_stopping is not None:
         es = config.early_stopping
@@ -266,18 +129,22 @@ def train_run(
         penalties=build_penalties(config.regularization),
         seed=seed,
         handle_signals=True,
-        augment=build_augment(config.augment, splits.train),
+        augment=build_augment(config.augment, splits.train, image_shape(config, splits.train)),
     )
-    if (
-        config.early_stopping is not None
-        and splits.val is None
-        and config.early_stopping.monitor.startswith("val_")
-    ):
-        raise ConfigError(
-            "early_stopping.monitor: monitors a validation metric but data.val_fraction is 0"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.fit(splits.train, splits.val, resume_from=checkpoint if resume else None)
+    with locked(out):
+        store_or_check_config(config, out, resume=resume)
+        trainer.fit(splits.train, splits.val, resume_from=checkpoint if resume else None)
+        return _finish(config, out, trainer, splits, quiet)
+
+
+def _holds_run(folder: Path) -> bool:
+    checkpoint = folder / "checkpoint.pt"
+    return checkpoint.exists() or previous_path(checkpoint).exists()
+
+
+def _finish(
+    config: RunConfig, out: Path, trainer: Trainer, splits: Splits, quiet: bool
+) -> RunResult:
     if trainer.state.interrupted:
         return RunResult(trainer, {}, trainer.state.interrupted)
     test = {f"test_{k}": v for k, v in trainer.evaluate(splits.test).items()}
@@ -310,17 +177,25 @@ def ensemble_run(
     """[ensemble]: the members in OUT/member-N (each a full run: resumable, its own files),
     then the model average and the vote on the test set in OUT/metrics.json. With --resume,
     finished members are read back from their best.pt and the rest train or continue."""
-    from dlopt.ensemble import average, member_outputs, vote
-
-    assert config.ensemble is not None
-    e = config.ensemble
-    if not resume and any(out.glob("member-*/checkpoint.pt")):
+    if not resume and any(_holds_run(folder) for folder in out.glob("member-*")):
         raise DataError(
             "already holds an ensemble; pass --resume to continue it or choose another --out",
             source=out,
         )
     splits = load_splits(config)  # every member's split: the test set is the ensemble's too
     device = _device(config.train.device)
+    with locked(out):
+        store_or_check_config(config, out, resume=resume)
+        return _ensemble(config, out, splits, device, quiet=quiet, resume=resume)
+
+
+def _ensemble(
+    config: RunConfig, out: Path, splits: Splits, device: torch.device, *, quiet: bool, resume: bool
+) -> EnsembleResult:
+    from dlopt.ensemble import average, member_outputs, vote
+
+    assert config.ensemble is not None
+    e = config.ensemble
     single = config.model_copy(update={"ensemble": None})
     members: list[RunResult] = []
     for i in range(e.members):
@@ -331,7 +206,7 @@ def ensemble_run(
         result = train_run(
             single,
             folder,
-            resume=resume and (folder / "checkpoint.pt").exists(),
+            resume=resume and _holds_run(folder),
             quiet=True,
             member=i,
             bootstrap=e.bootstrap,
@@ -372,8 +247,19 @@ def _finished_member(
     """A member trained by an earlier call: its model as evaluated, which the Checkpoint
     callback wrote to best.pt when the run ended (best weights restored, if early stopping
     did), before metrics.json."""
-    from dlopt.train.checkpoint import load_checkpoint
-
     model = build_model(config, splits.train).to(device)
     model.load_state_dict(load_checkpoint(folder / "best.pt")[0]["model"])
-    return RunResult(Trainer(model), json.loads((folder / "metrics.json").read_text()), None)
+    path = folder / "metrics.json"
+    try:
+        metrics = json.loads(
+            read_input(path, CheckpointError, kind="metrics file", max_bytes=1 << 20)
+        )
+    except ValueError:  # includes UnicodeDecodeError
+        raise CheckpointError(
+            "not valid JSON; delete the member's folder to retrain it", source=path
+        ) from None
+    if not isinstance(metrics, dict):
+        raise CheckpointError(
+            "not a metrics table; delete the member's folder to retrain it", source=path
+        )
+    return RunResult(Trainer(model), metrics, None)

@@ -7,6 +7,7 @@ wrong type (``lr = "1e-3"``), an out-of-range or non-finite value is an error na
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -16,9 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dlopt._io import read_input
 from dlopt._validation import did_you_mean
 from dlopt.errors import ConfigError
+from dlopt.lab.build import OPTIMIZERS, optimizers_reading
 from dlopt.nn.activations import activation_names
 
 MAX_CONFIG_BYTES = 1 << 20
+# sizes beyond which allocation is impossible or absurd on any machine: refused up front
+MAX_WIDTH = 1 << 16  # a layer's units or channels
+MAX_SIZE = 1 << 16  # an image side, a padding, a kernel
+MAX_SEED = 2**32 - 1  # seeds are combined with counters; torch takes < 2**64
+MAX_TRIALS = 100_000
 
 
 class _Section(BaseModel):
@@ -33,6 +40,14 @@ class DataConfig(_Section):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     standardize: bool = True
     train_size: int | None = Field(None, ge=1)
+    shape: list[int] | None = None  # each sample's [C, H, W] (or [C, L]); inferred for images
+
+    @field_validator("shape")
+    @classmethod
+    def _sample_shape(cls, shape: list[int] | None) -> list[int] | None:
+        if shape is not None and (not 1 <= len(shape) <= 3 or not 1 <= min(shape) <= MAX_SIZE):
+            raise ValueError(f"must be [C, H, W], [C, L] or [L] with sizes 1–{MAX_SIZE}")
+        return shape
 
 
 class ModelConfig(_Section):
@@ -47,7 +62,7 @@ class ModelConfig(_Section):
     input_noise: float = Field(0.0, ge=0)
     hidden_noise: float = Field(0.0, ge=0)
     channels: list[int] = Field(default_factory=lambda: [16, 32])
-    kernel_size: int = Field(3, ge=1)
+    kernel_size: int = Field(3, ge=1, le=MAX_SIZE)
 
     @field_validator("activation")
     @classmethod
@@ -63,51 +78,51 @@ class ModelConfig(_Section):
     @field_validator("hidden", "channels")
     @classmethod
     def _positive_widths(cls, widths: list[int]) -> list[int]:
-        if any(w < 1 for w in widths):
-            raise ValueError(f"every width must be >= 1; got {widths}")
+        if any(not 1 <= w <= MAX_WIDTH for w in widths):
+            raise ValueError(f"every width must lie in 1–{MAX_WIDTH}; got {widths}")
         return widths
 
 
-SECOND_ORDER = ("lbfgs", "bfgs", "cg", "newton-cg")  # dlopt.optim's, on a strong-Wolfe search
-MOMENTUM = ("momentum", "nesterov", "rmsprop")  # the optimizers that read [optimizer] momentum
+_OPTION_HINTS = {  # said after "<option> is an option of …, not of <name>"
+    ("momentum", "sgd"): ' (for SGD with momentum: name = "momentum")',
+    **{
+        ("weight_decay", name): "; penalize the loss instead: [regularization] l2 = ..."
+        for name, entry in OPTIMIZERS.items()
+        if entry.second_order
+    },
+}
 
 
 class OptimizerConfig(_Section):
-    name: Literal[
-        "sgd",
-        "momentum",
-        "nesterov",
-        "adam",
-        "adamw",
-        "rmsprop",
-        "lbfgs",
-        "bfgs",
-        "cg",
-        "newton-cg",
-    ] = "adam"
+    """`name` is a key of :data:`dlopt.lab.build.OPTIMIZERS`; an option written in the file
+    must be one that optimizer reads."""
+
+    name: str = "adam"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    max_iter: int = Field(20, ge=1)  # second-order methods: iterations per batch
+    max_iter: int = Field(20, ge=1, le=100_000)  # second-order methods: iterations per batch
+    decay_include: Literal["weights", "all"] = "weights"  # weight_decay on biases and BN too?
+
+    @field_validator("name")
+    @classmethod
+    def _known_optimizer(cls, name: str) -> str:
+        if name not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}."
+                + did_you_mean(name, OPTIMIZERS)
+            )
+        return name
 
     @model_validator(mode="after")
     def _options_apply_to_the_optimizer(self) -> OptimizerConfig:
-        if self.name in SECOND_ORDER and self.weight_decay > 0:
-            raise ValueError(
-                f"weight_decay is an option of the first-order optimizers; with {self.name}, "
-                "penalize the loss instead: [regularization] l2 = ..."
-            )
-        given = self.model_fields_set  # an option written in the file, not a default
-        if "momentum" in given and self.name not in MOMENTUM:
-            hint = ' (for SGD with momentum: name = "momentum")' if self.name == "sgd" else ""
-            raise ValueError(
-                f"momentum is an option of {', '.join(MOMENTUM)}, not of {self.name}{hint}"
-            )
-        if "max_iter" in given and self.name not in SECOND_ORDER:
-            raise ValueError(
-                f"max_iter is an option of the second-order optimizers "
-                f"({', '.join(SECOND_ORDER)}), not of {self.name}"
-            )
+        reads = OPTIMIZERS[self.name].options
+        for option in sorted(self.model_fields_set - {"name", "lr"}):  # written in the file
+            if option not in reads:
+                raise ValueError(
+                    f"{option} is an option of {', '.join(optimizers_reading(option))}, "
+                    f"not of {self.name}" + _OPTION_HINTS.get((option, self.name), "")
+                )
         return self
 
 
@@ -156,21 +171,21 @@ class AugmentConfig(_Section):
     or the data's own when it is (H, W) or (C, H, W)."""
 
     shape: list[int] | None = None
-    crop_padding: int = Field(0, ge=0)
+    crop_padding: int = Field(0, ge=0, le=MAX_SIZE)
     rotation: float = Field(0.0, ge=0, le=180)  # degrees, ±
-    shift: float = Field(0.0, ge=0)  # pixels, ±
+    shift: float = Field(0.0, ge=0, le=MAX_SIZE)  # pixels, ±
     scale: list[float] = Field(default_factory=lambda: [1.0, 1.0])
     hflip: float = Field(0.0, ge=0, le=1)
     vflip: float = Field(0.0, ge=0, le=1)
-    elastic_alpha: float = Field(0.0, ge=0)
-    elastic_sigma: float = Field(4.0, gt=0)
+    elastic_alpha: float = Field(0.0, ge=0, le=MAX_SIZE)
+    elastic_sigma: float = Field(4.0, gt=0, le=MAX_SIZE)
     pca_color: float = Field(0.0, ge=0)
     noise: float = Field(0.0, ge=0)
 
     @field_validator("shape")
     @classmethod
     def _image_shape(cls, shape: list[int] | None) -> list[int] | None:
-        if shape is not None and (len(shape) not in (2, 3) or min(shape) < 1):
+        if shape is not None and (len(shape) not in (2, 3) or not 1 <= min(shape) <= MAX_SIZE):
             raise ValueError(f"must be [H, W] or [C, H, W] with sizes >= 1; got {shape}")
         return shape
 
@@ -201,6 +216,13 @@ class SearchParamConfig(_Section):
                 raise ValueError(f"needs low < high; got {self.low}, {self.high}")
             if self.log and self.low <= 0:
                 raise ValueError(f"a log scale needs low > 0; got {self.low}")
+            if self.integer and not math.ceil(self.low) < math.floor(self.high):
+                raise ValueError(
+                    f"an integer range needs two integers between low and high; got "
+                    f"{self.low}, {self.high}"
+                )
+            if self.integer and self.log and self.low < 1:
+                raise ValueError(f"an integer log scale needs low >= 1; got {self.low}")
         elif not self.choices:
             raise ValueError("choices is empty")
         return self
@@ -210,12 +232,12 @@ class SearchConfig(_Section):
     """`dlopt search`: which keys of this config to search, how, and what to optimize."""
 
     strategy: Literal["manual", "grid", "random", "coarse-to-fine", "tpe"] = "random"
-    n_trials: int = Field(20, ge=1)
-    q: int = Field(3, ge=1)
-    rounds: int = Field(3, ge=1)
+    n_trials: int = Field(20, ge=1, le=MAX_TRIALS)
+    q: int = Field(3, ge=1, le=1000)
+    rounds: int = Field(3, ge=1, le=1000)
     monitor: str = "val_loss"  # minimized; a metric ending in "accuracy" is maximized
     pruner: Literal["none", "median"] = "none"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     space: dict[str, SearchParamConfig] = Field(default_factory=dict)
     configs: list[dict[str, Any]] = Field(default_factory=list)  # for strategy = "manual"
 
@@ -231,6 +253,26 @@ class SearchConfig(_Section):
                 )
         if self.strategy == "manual" and not self.configs:
             raise ValueError('strategy = "manual" needs configs = [{...}, ...]')
+        if len(self.configs) > MAX_TRIALS:
+            raise ValueError(f"at most {MAX_TRIALS} configs")
+        for config in self.configs:
+            for key in config:
+                if key not in self.space:
+                    raise ValueError(
+                        f"configs: key {key!r} is not under [search.space]"
+                        + did_you_mean(key, self.space)
+                    )
+        if self.strategy == "grid":
+            points = 1
+            for p in self.space.values():
+                points *= len(p.choices) if p.choices is not None else self.q
+            if points > MAX_TRIALS:
+                raise ValueError(f"the grid has {points} points; at most {MAX_TRIALS} (lower q)")
+        if self.strategy == "coarse-to-fine" and self.n_trials < self.rounds:
+            raise ValueError(
+                f"coarse-to-fine runs rounds = {self.rounds} rounds of at least one trial; "
+                f"n_trials = {self.n_trials} is fewer"
+            )
         return self
 
 
@@ -245,7 +287,7 @@ class EnsembleConfig(_Section):
 
 class RunConfig(_Section):
     name: str = "run"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data: DataConfig = Field(default_factory=lambda: DataConfig())
     model: ModelConfig = Field(default_factory=lambda: ModelConfig())
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig())
@@ -256,6 +298,33 @@ class RunConfig(_Section):
     augment: AugmentConfig | None = None
     search: SearchConfig | None = None  # read by `dlopt search`, ignored by `dlopt train`
     ensemble: EnsembleConfig | None = None
+
+    def logged_metrics(self) -> list[str]:
+        """The names every epoch's metrics may hold (accuracy only on classification data)."""
+        second_order = OPTIMIZERS[self.optimizer.name].second_order
+        train = ["loss"] + ([] if second_order else ["accuracy"])
+        r = self.regularization
+        if r.l1 > 0 or r.l2 > 0 or r.elastic_net is not None:
+            train += ["penalty", "sparsity"]
+        val = ["val_loss", "val_accuracy"] if self.data.val_fraction > 0 else []
+        return ["epoch", *train, *val, "lr"]
+
+    @model_validator(mode="after")
+    def _monitors_are_logged(self) -> RunConfig:
+        logged = self.logged_metrics()
+        for section in ("early_stopping", "search"):
+            monitor = getattr(getattr(self, section), "monitor", None)
+            if monitor is not None and monitor not in logged:
+                why = (
+                    " (data.val_fraction is 0)"
+                    if monitor.startswith("val_") and self.data.val_fraction == 0
+                    else ""
+                )
+                raise ValueError(
+                    f"{section}.monitor {monitor!r} is not logged{why}; logged: "
+                    f"{', '.join(logged)}." + did_you_mean(monitor, logged)
+                )
+        return self
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -278,12 +347,12 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel]) -> str
     errors = exc.errors()
     first = errors[0]
     loc = tuple(first["loc"])
-    where = ".".join(str(part) for part in loc) or "(top level)"
+    where = ".".join(str(part) for part in loc)
     if first["type"] == "extra_forbidden":
         message = "unknown key." + did_you_mean(str(loc[-1]), _fields_at(model, loc))
     else:
         message = first["msg"].removeprefix("Value error, ")
-        if "input" in first and first["type"] not in ("missing",):
+        if "input" in first and first["type"] not in ("missing",) and loc:
             shown = repr(first["input"])
             message += f" (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
     more = (
@@ -291,7 +360,7 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel]) -> str
         if len(errors) > 1
         else ""
     )
-    return f"{where}: {message}{more}"
+    return f"{where}: {message}{more}" if where else f"{message}{more}"
 
 
 def parse_config(data: dict[str, Any], *, source: str = "config") -> RunConfig:

@@ -110,9 +110,9 @@ def test_the_example_search_config_builds_valid_trials():
     import random
     from pathlib import Path
 
-    from dlopt.config import load_config
+    from dlopt.lab.config import load_config
+    from dlopt.lab.search import space_of, trial_config
     from dlopt.search import sample
-    from dlopt.search.lab import space_of, trial_config
 
     config = load_config(Path(__file__).parents[2] / "examples" / "digits_search.toml")
     assert config.search is not None and config.search.strategy == "coarse-to-fine"

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from dlopt.cli import main
-from dlopt.config import load_config
 from dlopt.ensemble import average, member_outputs, vote
+from dlopt.lab.build import build_model
+from dlopt.lab.config import load_config
+from dlopt.lab.run import load_splits
 from dlopt.train.checkpoint import load_checkpoint
-from dlopt.train.run import build_model, load_splits
 
 from ..conftest import assert_one_error_line
 

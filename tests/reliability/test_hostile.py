@@ -1,0 +1,110 @@
+"""Issue 15's corpus (tests/reliability/hostile.py) as real processes: 4 GiB address space,
+10 s of CPU each (and 90 s of wall time), exit 2 with exactly one `error:` line, no traceback, no file created or changed, no
+payload run. The whole corpus is `-m slow`; every fifth case runs in the fast suite."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ..conftest import ROOT
+from .hostile import Case, copy_start, corpus, make_start
+
+CASES = corpus()
+LIMIT_AS = 4 << 30
+CPU_S = 10  # the 10 s budget, as CPU time: a loaded CI machine takes ~10 s of wall time to start
+WALL_S = 90.0  # a process blocked on a FIFO uses no CPU: the wall clock catches it
+
+
+def _limits() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (LIMIT_AS, LIMIT_AS))
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_S, CPU_S))
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink() or not path.is_file():
+            files[key] = "special"
+        else:
+            files[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+def _run(case: Case, folder: Path) -> str | None:
+    """None when the case behaves as the contract says, else what went wrong."""
+    argv = case.setup(folder)
+    before = _snapshot(folder)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "dlopt.cli", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=WALL_S,
+            preexec_fn=_limits,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return f"still running after {WALL_S} s"
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    if done.returncode != 2:
+        return f"exit {done.returncode}: {done.stderr[-300:]!r}"
+    if len(lines) != 1 or not lines[0].startswith("error: ") or "Traceback" in done.stderr:
+        return f"stderr is not one error line: {lines!r}"
+    if (folder / "PWNED").exists():
+        return "a payload ran"
+    after = _snapshot(folder)
+    if after != before:
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        return f"files created or changed: {changed}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def starts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    made = {}
+    for kind in ("run", "ensemble"):
+        folder = tmp_path_factory.mktemp(f"start-{kind}")
+        make_start(kind, folder)
+        made[kind] = folder
+    return made
+
+
+def _check(cases: list[Case], starts: dict[str, Path], tmp_path: Path) -> None:
+    def one(item: tuple[int, Case]) -> tuple[str, str | None]:
+        i, case = item
+        folder = tmp_path / f"{i:03d}"
+        folder.mkdir()
+        if case.start_from:
+            copy_start(starts[case.start_from], folder)
+        return case.name, _run(case, folder)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two processes at a time on 2 cores
+        results = list(pool.map(one, enumerate(cases)))
+    failures = [f"{name}: {why}" for name, why in results if why is not None]
+    print(f"hostile corpus: {len(results) - len(failures)}/{len(results)} passed")
+    assert not failures, "\n".join(failures)
+
+
+def test_the_corpus_has_at_least_130_cases():
+    assert len(CASES) >= 130
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+def test_a_representative_fifth_of_the_corpus(starts, tmp_path):
+    _check(CASES[::5], starts, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_whole_corpus(starts, tmp_path):
+    _check(CASES, starts, tmp_path)
