@@ -76,8 +76,28 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def store_or_check_config(config: RunConfig, out: Path, *, resume: bool) -> None:
-    """Write the config beside a fresh run; on resume, refuse one that differs from it."""
+def store_or_check_config(config: RunConfig, out: Path, *, resume: bool) -> bool:
+    """Write the config beside a fresh run; on resume, refuse one that differs from it.
+
+    A resumed run that has no stored config yet (an older run) gets none here: its checkpoint
+    has not been read, and a refused checkpoint must leave the folder as it was. Returns True
+    when the config is still to be written (call :func:`write_config` once it loaded)."""
+    path = out / CONFIG_FILE
+    if resume and not path.exists():
+        return True
+    _check_config(config, out, resume=resume)
+    write_config(config, out)
+    return False
+
+
+def write_config(config: RunConfig, out: Path) -> None:
+    path = out / CONFIG_FILE
+    text = json.dumps(json.loads(config.model_dump_json()), indent=1)
+    if not (path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text):
+        write_text_atomic(path, text)  # unchanged on a resume that changes nothing
+
+
+def _check_config(config: RunConfig, out: Path, *, resume: bool) -> None:
     path = out / CONFIG_FILE
     ours = json.loads(config.model_dump_json())
     if resume and path.exists():
@@ -98,6 +118,3 @@ def store_or_check_config(config: RunConfig, out: Path, *, resume: bool) -> None
                 "on --resume)",
                 source=out,
             )
-    text = json.dumps(ours, indent=1)
-    if not (path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text):
-        write_text_atomic(path, text)  # unchanged on a resume that changes nothing

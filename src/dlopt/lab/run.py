@@ -23,7 +23,7 @@ from dlopt.lab.build import (
     image_shape,
 )
 from dlopt.lab.config import RunConfig
-from dlopt.lab.folder import locked, store_or_check_config
+from dlopt.lab.folder import locked, store_or_check_config, write_config
 from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, previous_path
 from dlopt.train.trainer import Trainer
@@ -132,8 +132,10 @@ def train_run(
         augment=build_augment(config.augment, splits.train, image_shape(config, splits.train)),
     )
     with locked(out):
-        store_or_check_config(config, out, resume=resume)
+        pending = store_or_check_config(config, out, resume=resume)
         trainer.fit(splits.train, splits.val, resume_from=checkpoint if resume else None)
+        if pending:
+            write_config(config, out)
         return _finish(config, out, trainer, splits, quiet)
 
 
@@ -185,7 +187,8 @@ def ensemble_run(
     splits = load_splits(config)  # every member's split: the test set is the ensemble's too
     device = _device(config.train.device)
     with locked(out):
-        store_or_check_config(config, out, resume=resume)
+        if store_or_check_config(config, out, resume=resume):
+            write_config(config, out)  # no checkpoint of its own to read first
         return _ensemble(config, out, splits, device, quiet=quiet, resume=resume)
 
 

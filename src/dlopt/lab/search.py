@@ -19,7 +19,7 @@ import optuna
 from dlopt._io import write_text_atomic
 from dlopt.errors import ConfigError
 from dlopt.lab.config import RunConfig, SearchConfig, parse_config
-from dlopt.lab.folder import locked, store_or_check_config
+from dlopt.lab.folder import locked, store_or_check_config, write_config
 from dlopt.lab.run import load_splits, train_run
 from dlopt.search.pruning import PruneTrial
 from dlopt.search.space import Categorical, Float, Int, Param
@@ -136,7 +136,8 @@ def search_run(
     load_splits(config)  # a data file that cannot be read is refused before study.db exists
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     with locked(out):
-        store_or_check_config(config, out, resume=True)
+        if store_or_check_config(config, out, resume=True):
+            write_config(config, out)  # no checkpoint of its own to read first
         return _search(config, out, url, workers, quiet, maximize)
 
 
