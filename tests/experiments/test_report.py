@@ -54,7 +54,6 @@ def _row(id, claim, verdict="confirmed", value=1.0, numbers=None, figures=None, 
         [1, 2],
         numbers or {},
         figures or {},
-        0.1,
         error,
     )
 

@@ -101,7 +101,6 @@ class Row:
     seeds: list[int]
     numbers: dict[str, Any]
     figures: dict[str, str]
-    seconds: float
     error: str | None = None
 
     @property
@@ -157,7 +156,6 @@ class Row:
                 **{k: _json_value(v) for k, v in self.numbers.items()},
             },
             "figures": self.figures,
-            "seconds": round(self.seconds, 2),
             "error": self.error,
         }
 
@@ -451,7 +449,6 @@ def _rows(
                 used,
                 _summarize(numbers.get(first_data, {}), claim.id),
                 {},
-                0.0,
                 error,
             )
         )
@@ -495,10 +492,7 @@ def _effect_figure(exp: Experiment, rows: list[Row], out: Path) -> dict[str, str
     for ax, row in zip(axes, rows, strict=True):
         for j, (data, vals) in enumerate(row.values.items()):
             dec = row.decisions[data]
-            xs = [
-                j + 0.08 * (k - (len(vals) - 1) / 2) / max(len(vals), 1) * 4
-                for k in range(len(vals))
-            ]
+            xs = [j + 0.3 * (k / max(len(vals) - 1, 1) - 0.5) for k in range(len(vals))]
             ax.scatter(xs, vals, s=12, color="0.55", zorder=2)
             low = dec.mean - dec.ci_low if math.isfinite(dec.ci_low) else 0.0
             high = dec.ci_high - dec.mean if math.isfinite(dec.ci_high) else 0.0
