@@ -301,9 +301,37 @@ def _worker_init() -> None:
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     import dlopt.experiments  # noqa: F401  (registers the experiments in this process)
+
+
+def _die_with_parent() -> None:
+    """A worker ends when the reproduce process does, even if that one was SIGKILLed: Linux's
+    PR_SET_PDEATHSIG, elsewhere a thread that watches the parent pid."""
+    import os
+    import signal
+    import threading
+
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before the call
+                os._exit(1)
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def run_experiments(
