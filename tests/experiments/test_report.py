@@ -139,3 +139,63 @@ def test_interrupt_writes_a_partial_report_marked_incomplete(tmp_path, monkeypat
     assert data["meta"]["complete"] is False
     assert data["rows"][0]["numbers"]["effect_per_seed"] == [2.0, 3.0]
     assert "INCOMPLETE" in (tmp_path / "index.html").read_text()
+
+
+def test_workers_die_with_a_sigkilled_reproduce(tmp_path):
+    """No orphans: SIGKILL of `dlopt reproduce --jobs 2` ends its worker processes too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dlopt.cli",
+            "reproduce",
+            "--only",
+            "H5",
+            "--seeds",
+            "4",
+            "--jobs",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def children() -> list[int]:
+        found = []
+        for task in Path(f"/proc/{parent.pid}/task").glob("*/children"):
+            found += [int(p) for p in task.read_text().split()]
+        return found
+
+    deadline = time.monotonic() + 60
+    while len(children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = children()
+    assert len(workers) >= 2
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in workers if Path(f"/proc/{p}").exists() and not _zombie(p)]
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    assert not alive, "worker processes outlived the reproduce process"
+
+
+def _zombie(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import textwrap
 import time
@@ -292,7 +293,7 @@ def _run_task(task: Task, out: Path, quick: bool) -> Measured | str:
         return "".join(traceback.format_exception_only(exc)).strip()
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     """A worker process: one intra-op thread (the pool is the parallelism), Ctrl-C left to the
     parent, warnings kept off the progress output."""
     import signal
@@ -301,20 +302,21 @@ def _worker_init() -> None:
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(parent)
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     import dlopt.experiments  # noqa: F401  (registers the experiments in this process)
 
 
-def _die_with_parent() -> None:
-    """A worker ends when the reproduce process does, even if that one was SIGKILLed: Linux's
-    PR_SET_PDEATHSIG, elsewhere a thread that watches the parent pid."""
+def _die_with_parent(parent: int) -> None:
+    """A worker ends when the reproduce process `parent` does, even if that one was SIGKILLed:
+    Linux's PR_SET_PDEATHSIG, elsewhere a thread that watches the parent pid."""
     import os
     import signal
     import threading
 
-    parent = os.getppid()
+    if os.getppid() != parent:  # it died while this worker was starting
+        os._exit(1)
     try:
         import ctypes
 
@@ -405,7 +407,10 @@ def _execute(
     import multiprocessing
 
     pool = concurrent.futures.ProcessPoolExecutor(
-        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
     )
     try:
         futures = {pool.submit(_run_task, t, out, quick): t for t in tasks}
