@@ -311,7 +311,6 @@ def _worker_init(parent: int) -> None:
 def _die_with_parent(parent: int) -> None:
     """A worker ends when the reproduce process `parent` does, even if that one was SIGKILLed:
     Linux's PR_SET_PDEATHSIG, elsewhere a thread that watches the parent pid."""
-    import os
     import signal
     import threading
 
