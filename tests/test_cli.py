@@ -178,3 +178,29 @@ def test_second_order_options_that_cannot_work_are_named(
     config.write_text(f'[data]\nname = "digits"\n{model}[optimizer]\n{optimizer}\n')
     assert main(["train", str(config), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert_one_error_line(capsys.readouterr().err, message)
+
+
+def test_version_and_help_texts_show_toml_sections(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"dlopt {version('dlopt')} (torch ")
+    assert main(["search", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "[search.space]" in help_text and "[search] section" in help_text
+
+
+def test_output_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from dlopt._io import atomic_open
+
+    for mask, expected in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        old = os.umask(mask)
+        try:
+            with atomic_open(tmp_path / f"f{mask}") as handle:
+                handle.write(b"x")
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE((tmp_path / f"f{mask}").stat().st_mode) == expected

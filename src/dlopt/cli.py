@@ -30,19 +30,42 @@ from dlopt.errors import (
 )
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts name TOML sections ([search.space]); rich ate them
     help="dlopt: train deep networks with the chapter's techniques and measure its claims.",
 )
 datasets_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="List the bundled data sets, or check one (or your file).",
 )
 app.add_typer(datasets_app, name="datasets")
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        import torch
+
+        print(f"dlopt {version('dlopt')} (torch {torch.__version__})")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """dlopt: train deep networks with the chapter's techniques and measure its claims."""
 
 
 @app.command()

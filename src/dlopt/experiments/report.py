@@ -49,6 +49,7 @@ def write_report(path: Path, rows: Sequence[Row], *, meta: dict[str, Any]) -> No
         v: sum(r.verdict == v for r in rows) for v in ("confirmed", "refuted", "inconclusive")
     }
     mode = "quick" if meta.get("quick") else "full"
+    mixed = sum(len({dec.verdict for dec in r.decisions.values()}) > 1 for r in rows)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<title>dlopt: the chapter's claims, measured</title>",
@@ -70,7 +71,11 @@ def write_report(path: Path, rows: Sequence[Row], *, meta: dict[str, Any]) -> No
         f"with a {_e(INTERVAL)}: <b>confirmed</b> when the interval clears the margin stated "
         f"before running, <b>refuted</b> when it lies on the other side, "
         f"<b>inconclusive</b> otherwise. Identity rows are exact checks, decided on every "
-        f"value.</p>"
+        f"value. The verdict, effect and interval columns are those of each row's first data "
+        f"set (<code>dataset</code> in results.json); the last column gives the verdict on "
+        f"every data set the row ran on"
+        + (f", and {mixed} rows whose data sets disagree say so." if mixed else ".")
+        + "</p>"
     )
     parts.append(
         "<table><tr><th>sub-claim</th><th>verdict</th><th>effect</th><th>mean [95 % CI]</th>"
@@ -84,7 +89,13 @@ def write_report(path: Path, rows: Sequence[Row], *, meta: dict[str, Any]) -> No
         )
         parts.append(
             f"<tr><td><a href='#{_e(r.group)}'>{_e(r.id)}</a><br><small>{_e(r.claim)}</small>"
-            f"</td><td>{_verdict(r.verdict)}</td><td><small>{_e(r.effect_name)}</small></td>"
+            f"</td><td>{_verdict(r.verdict)}"
+            + (
+                "<br><small>differs by data set</small>"
+                if len({dec.verdict for dec in r.decisions.values()}) > 1
+                else ""
+            )
+            + f"</td><td><small>{_e(r.effect_name)}</small></td>"
             f"<td>{_e(_number(d.mean))} [{_e(_number(d.ci_low))}, {_e(_number(d.ci_high))}]"
             f"</td><td>{sign} {_e(_number(r.margin))}</td>"
             f"<td>{len(r.values[r.dataset])}</td><td>{per_data}</td></tr>"
