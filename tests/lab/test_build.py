@@ -112,3 +112,20 @@ def test_a_cnn_on_digits_is_two_dimensional():
     assert any(isinstance(m, nn.Conv2d) for m in model.modules())
     with pytest.raises(ConfigError, match=r"data\.shape"):
         build_model(parse_config({"data": {"shape": [1, 9, 9]}, "model": {"kind": "cnn"}}), digits)
+
+
+def test_every_config_problem_is_listed_in_the_one_error_line(tmp_path, capsys):
+    from dlopt.cli import main
+
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[data]\nname = "digits"\n[model]\nactivation = "relux"\n'
+        '[optimizer]\nname = "adamx"\nlr = -1\n[train]\nepochs = 0\n'
+    )
+    assert main(["train", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    for where in ("model.activation", "optimizer.name", "optimizer.lr", "train.epochs"):
+        assert where in err
+    assert "Did you mean 'relu'" in err and "Did you mean 'adam'" in err
+    assert not (tmp_path / "out").exists()

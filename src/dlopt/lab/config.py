@@ -344,23 +344,28 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 
 def format_validation_error(exc: ValidationError, model: type[BaseModel]) -> str:
+    """Every problem pydantic found, in one line: `where: what (got …); where: …`."""
     errors = exc.errors()
-    first = errors[0]
-    loc = tuple(first["loc"])
+    shown_errors = [_one_problem(e, model) for e in errors[:MAX_LISTED]]
+    rest = len(errors) - len(shown_errors)
+    more = f"; and {rest} more problem{'s' if rest > 1 else ''}" if rest > 0 else ""
+    return "; ".join(shown_errors) + more
+
+
+MAX_LISTED = 8  # problems named in the one error line
+
+
+def _one_problem(error: Any, model: type[BaseModel]) -> str:
+    loc = tuple(error["loc"])
     where = ".".join(str(part) for part in loc)
-    if first["type"] == "extra_forbidden":
+    if error["type"] == "extra_forbidden":
         message = "unknown key." + did_you_mean(str(loc[-1]), _fields_at(model, loc))
     else:
-        message = first["msg"].removeprefix("Value error, ")
-        if "input" in first and first["type"] not in ("missing",) and loc:
-            shown = repr(first["input"])
+        message = error["msg"].removeprefix("Value error, ")
+        shown = repr(error.get("input"))
+        if "input" in error and error["type"] != "missing" and loc and shown not in message:
             message += f" (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
-    more = (
-        f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-        if len(errors) > 1
-        else ""
-    )
-    return f"{where}: {message}{more}" if where else f"{message}{more}"
+    return f"{where}: {message}" if where else message
 
 
 def parse_config(data: dict[str, Any], *, source: str = "config") -> RunConfig:
