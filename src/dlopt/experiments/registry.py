@@ -220,16 +220,26 @@ def select(only: Sequence[str] | None) -> list[tuple[Experiment, set[str]]]:
     return [(e, chosen[e.id]) for e in ordered if e.id in chosen]
 
 
-class _Progress:
-    """Which claim, which seed, elapsed and remaining: a rich bar on a terminal, lines else."""
+# Seconds one run of each experiment took in full mode (one thread, `--jobs 2`, 2026-12-02).
+# Only the progress estimate reads them: runs differ 100-fold (C5 0.1 s, I8 14 s), so a
+# remaining time from the mean run so far was 4x too short while the cheap groups ran.
+RUN_SECONDS = {
+    "A4": 1.1, "B2": 0.8, "B4": 6.5, "C1": 0.5, "C2": 0.3, "C5": 0.1, "C6": 1.0, "D1": 4.8,
+    "E4": 1.0, "E6": 12.8, "F4": 4.0, "G5": 6.3, "H5": 1.3, "I1": 9.2, "I8": 14.4,
+}  # fmt: skip
 
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.total, self.done, self.quiet, self.start = total, 0, quiet, time.perf_counter()
+
+class _Progress:
+    """Which claim, which seed, elapsed and remaining: a rich bar on a terminal, lines else.
+    The remaining time weighs each run by its experiment's usual cost (RUN_SECONDS)."""
+
+    def __init__(self, weights: Sequence[float], quiet: bool) -> None:
+        self.total, self.done, self.quiet, self.start = len(weights), 0, quiet, time.perf_counter()
+        self.total_weight, self.done_weight = float(sum(weights)), 0.0
         self.bar: Any = None
         if not quiet and sys.stderr.isatty():
             from rich.progress import (
                 BarColumn,
-                MofNCompleteColumn,
                 Progress,
                 TextColumn,
                 TimeElapsedColumn,
@@ -239,26 +249,34 @@ class _Progress:
             self.bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                TextColumn("{task.fields[runs]}"),
                 TimeElapsedColumn(),
                 TextColumn("remaining"),
                 TimeRemainingColumn(),
                 transient=True,
             )
             self.bar.start()
-            self.task = self.bar.add_task("reproduce", total=total)
+            self.task = self.bar.add_task(
+                "reproduce", total=self.total_weight, runs=f"0/{self.total} runs"
+            )
 
     def begin(self, text: str) -> None:
         if self.bar is not None:
             self.bar.update(self.task, description=text)
 
-    def advance(self, text: str) -> None:
+    def advance(self, text: str, weight: float) -> None:
         self.done += 1
+        self.done_weight += weight
         if self.bar is not None:
-            self.bar.update(self.task, advance=1, description=f"{text} done")
+            self.bar.update(
+                self.task,
+                advance=weight,
+                description=f"{text} done",
+                runs=f"{self.done}/{self.total} runs",
+            )
         elif not self.quiet:
             elapsed = time.perf_counter() - self.start
-            left = elapsed / self.done * (self.total - self.done)
+            left = elapsed * (self.total_weight - self.done_weight) / max(self.done_weight, 1e-9)
             print(
                 f"[{self.done}/{self.total}] {text} · {elapsed:.0f} s elapsed, ~{left:.0f} s left",
                 file=sys.stderr,
@@ -367,7 +385,7 @@ def run_experiments(
         for j, data in enumerate(datasets):
             for i, s in enumerate(block if exp.seeded else block[:1]):
                 tasks.append((exp.id, data, i, s, i == 0 and j == 0))
-    progress = _Progress(len(tasks), quiet)
+    progress = _Progress([_weight(t) for t in tasks], quiet)
     done: dict[tuple[str, str, int], Measured | str] = {}
     complete = False
     try:
@@ -388,6 +406,11 @@ def run_experiments(
     return rows
 
 
+def _weight(task: Task) -> float:
+    """What one run is expected to cost, relative to the others (for the remaining time)."""
+    return RUN_SECONDS.get(task[0], 3.0)
+
+
 def _execute(
     tasks: list[Task], out: Path, quick: bool, jobs: int, progress: _Progress
 ) -> Iterator[tuple[Task, Measured | str]]:
@@ -399,7 +422,9 @@ def _execute(
         for task in tasks:
             progress.begin(label(task))
             result = _run_task(task, out, quick)
-            progress.advance(label(task) + (" failed" if isinstance(result, str) else ""))
+            progress.advance(
+                label(task) + (" failed" if isinstance(result, str) else ""), _weight(task)
+            )
             yield task, result
         return
     import concurrent.futures
@@ -417,7 +442,9 @@ def _execute(
         for future in concurrent.futures.as_completed(futures):
             task = futures[future]
             result = future.result()
-            progress.advance(label(task) + (" failed" if isinstance(result, str) else ""))
+            progress.advance(
+                label(task) + (" failed" if isinstance(result, str) else ""), _weight(task)
+            )
             yield task, result
     except BaseException:
         for process in list(getattr(pool, "_processes", {}).values()):
