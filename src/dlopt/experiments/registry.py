@@ -317,10 +317,10 @@ def _worker_init(parent: int) -> None:
     import signal
     import warnings
 
+    _die_with_parent(parent)  # first: importing torch can take seconds on a loaded machine
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent)
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     import dlopt.experiments  # noqa: F401  (registers the experiments in this process)
