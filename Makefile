@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean bench-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q -m "not slow"
+
+# Benchmark-only comparators (kornia, pytorch-minimize), never dependencies: --no-deps, so
+# they cannot pull another torch (or torchvision) into the environment.
+bench-env: $(STAMP)
+	$(BIN)/pip install --quiet --no-deps kornia kornia_rs pytorch-minimize
 
 clean:
 	rm -rf $(VENV) report .pytest_cache .mypy_cache .ruff_cache

@@ -223,6 +223,10 @@ def bench(
     device: Annotated[
         str, typer.Option(help="Where to run: cpu, cuda, cuda:1 (optim and bn-fold).")
     ] = "cpu",
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the table as JSON to this file."),
+    ] = None,
 ) -> None:
     """Compare dlopt with its anchors in one process: medians and ratios."""
     from dlopt.benchmarks import BENCHMARKS, run_benchmark
@@ -231,7 +235,7 @@ def bench(
         for key, bench_ in BENCHMARKS.items():
             print(f"{key:<10} {bench_.description} [{', '.join(bench_.devices)}]")
         return
-    run_benchmark(name, repeats=repeats, device=device)
+    run_benchmark(name, repeats=repeats, device=device, json_path=json_out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,16 +6,19 @@ repeat so that drift (thermal, other load) hits all alike, with torch's thread c
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from dlopt._io import write_text_atomic
 from dlopt._validation import did_you_mean
 from dlopt.errors import DloptError
 
@@ -39,6 +42,7 @@ class BenchReport:
     baseline: str  # the name the ratios divide by
     notes: list[str] = field(default_factory=list)
     threads: int = field(default_factory=torch.get_num_threads)
+    load: tuple[float, float, float] = field(default_factory=lambda: _load_average())
 
     def ratio(self, name: str, to: str | None = None) -> float:
         by = {t.name: t for t in self.timings}
@@ -56,9 +60,46 @@ class BenchReport:
             )
         lines.append(
             f"(per {self.unit}; {len(self.timings[0].seconds)} interleaved repeats; "
-            f"torch threads {self.threads})"
+            f"torch threads {self.threads}, BLAS threads {_blas_threads()}, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; load average "
+            f"{self.load[0]:.2f} {self.load[1]:.2f} {self.load[2]:.2f} at the start)"
         )
         return "\n".join(lines + self.notes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The table as data: every timing's runs, the ratios, the notes and the settings."""
+        return {
+            "title": self.title,
+            "unit": self.unit,
+            "baseline": self.baseline,
+            "threads": self.threads,
+            "blas_threads": _blas_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "load_average": list(self.load),
+            "timings": [
+                {
+                    "name": t.name,
+                    "median_s": t.median,
+                    "min_s": min(t.seconds),
+                    "seconds": t.seconds,
+                    "ratio": self.ratio(t.name),
+                    **({"extra": t.extra} if t.extra else {}),
+                }
+                for t in self.timings
+            ],
+            "notes": self.notes,
+        }
+
+
+def _load_average() -> tuple[float, float, float]:
+    return os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+
+
+def _blas_threads() -> int | str:
+    from threadpoolctl import threadpool_info
+
+    counts = {int(pool["num_threads"]) for pool in threadpool_info()}
+    return counts.pop() if len(counts) == 1 else ("/".join(map(str, sorted(counts))) or "none")
 
 
 def interleave(
@@ -153,6 +194,7 @@ def run_benchmark(
     threads: int = 1,
     echo: bool = True,
     device: str | torch.device = "cpu",
+    json_path: str | Path | None = None,
 ) -> BenchReport:
     if name not in BENCHMARKS:
         raise DloptError(
@@ -172,4 +214,6 @@ def run_benchmark(
         report = bench.run(repeats, where)
     if echo:
         print(report.render())
+    if json_path is not None:
+        write_text_atomic(Path(json_path), json.dumps(report.to_json(), indent=1))
     return report

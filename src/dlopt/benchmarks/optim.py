@@ -109,13 +109,18 @@ def flat_mlp(
 
 
 def _numpy(fun: Callable[[Tensor], Tensor]) -> tuple[Callable, Callable, Callable]:
-    def f(x: np.ndarray) -> float:
-        return float(fun(torch.from_numpy(x)))
+    """SciPy's best interface to a torch objective: (x ↦ (f, ∇f) from one forward and one
+    backward — `jac=True` — , x ↦ ∇f, (x, p) ↦ Hp). Passing f and ∇f separately would cost
+    SciPy an extra forward per evaluation, a handicap the bench must not give it."""
+
+    def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        t = torch.from_numpy(x).requires_grad_(True)
+        value = fun(t)
+        (g,) = torch.autograd.grad(value, t)
+        return float(value.detach()), g.numpy()
 
     def grad(x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(x).requires_grad_(True)
-        (g,) = torch.autograd.grad(fun(t), t)
-        return g.numpy()
+        return fg(x)[1]
 
     def hessp(x: np.ndarray, p: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(x).requires_grad_(True)
@@ -123,7 +128,7 @@ def _numpy(fun: Callable[[Tensor], Tensor]) -> tuple[Callable, Callable, Callabl
         (hp,) = torch.autograd.grad(g, t, torch.from_numpy(p))
         return hp.numpy()
 
-    return f, grad, hessp
+    return fg, grad, hessp
 
 
 def _clocked(call: Callable, inside: list[float]) -> Callable:
@@ -141,8 +146,20 @@ def _clocked(call: Callable, inside: list[float]) -> Callable:
 
 
 def _scipy(problem: Problem, method: str) -> dict[str, float]:
+    """SciPy's `method` with `jac=True` (and `hessp` for Newton-CG); evaluations counted
+    inside the objective, as dlopt's are."""
     inside = [0.0]  # seconds spent in the objective's callbacks
-    f, grad, hessp = (_clocked(call, inside) for call in _numpy(problem.fun))
+    fg, grad, hessp = _numpy(problem.fun)
+    counts = {"fg": 0, "hv": 0}
+
+    def counted_fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        counts["fg"] += 1
+        return fg(x)
+
+    def counted_hessp(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        counts["hv"] += 1
+        return hessp(x, p)
+
     options: dict[str, float] = {"maxiter": 20_000}
     if method == "L-BFGS-B":
         options.update(gtol=GTOL, ftol=0.0)
@@ -150,12 +167,12 @@ def _scipy(problem: Problem, method: str) -> dict[str, float]:
         options.update(gtol=GTOL)
     start = time.perf_counter()
     res = scipy.optimize.minimize(
-        f,
+        _clocked(counted_fg, inside),
         problem.x0.numpy(),
-        jac=grad,
+        jac=True,
         method=method,
         options=options,
-        **({"hessp": hessp} if method == "Newton-CG" else {}),
+        **({"hessp": _clocked(counted_hessp, inside)} if method == "Newton-CG" else {}),
     )
     seconds = time.perf_counter() - start
     outside = seconds - inside[0]
@@ -163,8 +180,8 @@ def _scipy(problem: Problem, method: str) -> dict[str, float]:
     return {
         "ok": gnorm <= GTOL,
         "nit": res.nit,
-        "nfev": res.nfev,
-        "nhev": getattr(res, "nhev", 0),
+        "nfev": counts["fg"],
+        "nhev": counts["hv"],
         "seconds": seconds,
         "gnorm": gnorm,
         "overhead": outside / max(res.nit, 1),
@@ -183,6 +200,51 @@ def _ours(problem: Problem, method: str) -> dict[str, float]:
         "nhev": res.nhev,
         "seconds": seconds,
         "gnorm": res.grad_norm,
+    }
+
+
+TORCHMIN = {"cg": "cg", "bfgs": "bfgs", "lbfgs": "l-bfgs", "newton-cg": "newton-cg"}
+
+
+def torchmin_available() -> bool:
+    """pytorch-minimize (`torchmin`) is a bench-only contender: `make bench-env` installs it
+    with --no-deps; it is never a dependency."""
+    import importlib.util
+
+    return importlib.util.find_spec("torchmin") is not None
+
+
+def _torchmin(problem: Problem, method: str) -> dict[str, float]:
+    """pytorch-minimize's `method` on the same torch objective, forward calls counted inside
+    it (each one f+∇f there; its Newton-CG's Hv products reuse the graph and are counted as
+    its result reports them)."""
+    import torchmin
+
+    calls = [0]
+
+    def fun(x: Tensor) -> Tensor:
+        calls[0] += 1
+        return problem.fun(x)
+
+    key = "xtol" if method == "newton-cg" else "gtol"
+    tol = 1e-10 if method == "newton-cg" else GTOL
+    res, seconds = wall_clock(
+        lambda: torchmin.minimize(
+            fun, problem.x0.clone(), TORCHMIN[method], max_iter=20_000, options={key: tol}
+        ),
+        problem.x0.device,
+    )
+    x = res.x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(problem.fun(x), x)
+    gnorm = float(g.abs().max())
+    return {
+        "ok": gnorm <= GTOL,
+        "nit": int(getattr(res, "nit", 0)),
+        "nfev": calls[0],
+        "nhev": int(getattr(res, "nhev", 0) or 0),
+        "seconds": seconds,
+        "gnorm": gnorm,
     }
 
 
@@ -438,12 +500,16 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
             contenders: dict[str, Callable[[], dict[str, float]]] = {
                 ours: partial(_ours_inside if ours == "lbfgs" else _ours, problem, ours)
             }
-            if ours == "lbfgs":  # the ratio to torch's L-BFGS is timed in turns with it
+            if theirs is not None:  # every contender the same repeats, taken in turns
+                contenders["scipy"] = partial(_scipy, problem, theirs)
+            if ours == "lbfgs":
                 contenders["torch"] = partial(_torch_lbfgs, problem)
                 contenders["torch defaults"] = partial(_torch_lbfgs_defaults, problem)
+            if torchmin_available() and not (ours == "bfgs" and n >= 1000):
+                contenders["torchmin"] = partial(_torchmin, problem, ours)
             best = best_interleaved(contenders, repeats)
             ours_run = best[ours]
-            ref = None if theirs is None else _scipy(problem, theirs)
+            ref = best.get("scipy")
             ratio = ours_run["nfev"] / ref["nfev"] if ref and ref["nfev"] else float("nan")
             if ref and ref["ok"]:
                 ratios[ours].append(ratio)
@@ -460,6 +526,14 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
                 f"{ours_run['nfev']:>7}{ours_run['nhev']:>7}"
                 f"{ours_run['seconds'] * 1e3:>10.1f}{scipy_text}"
             )
+            if "torchmin" in best:
+                tm = best["torchmin"]
+                rows.append(
+                    f"{'':<16}{'torchmin ' + TORCHMIN[ours]:<22}ok {tm['ok']!s:<5} nit "
+                    f"{tm['nit']:<5} nfev {tm['nfev']:<6} nhev {tm['nhev']:<6} "
+                    f"{tm['seconds'] * 1e3:.1f} ms   (dlopt/torchmin time "
+                    f"{ours_run['seconds'] / tm['seconds']:.2f})"
+                )
             if ours == "lbfgs":
                 torch_run, defaults_run = best["torch"], best["torch defaults"]
                 lbfgs_vs_torch.append(ours_run["seconds"] / torch_run["seconds"])
@@ -487,6 +561,12 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
                 f"{max(values):.2f} over {len(values)} problems"
             )
     notes.append(f"dlopt failed where scipy converged: {converge_gaps or 'nowhere'}")
+    notes.append(
+        "SciPy runs with jac=True (one forward and backward per evaluation) and hessp; every "
+        "contender gets the same repeats in turns, its fastest run shown; evaluations are "
+        "counted inside the objective. pytorch-minimize: "
+        + ("installed" if torchmin_available() else "not installed (make bench-env)")
+    )
     notes.append(_vs_torch_note(lbfgs_vs_torch, lbfgs_vs_defaults))
     notes.append(
         "  the floor of that ratio — dlopt's time inside the objective alone / torch's "
