@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dlopt.data.dataset import Dataset
 from dlopt.errors import CheckpointError
 from dlopt.train.checkpoint import FORMAT
 
@@ -217,3 +218,11 @@ def _plain(value: Any) -> Any:
 
 def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def fingerprint(train_xy: tuple[Tensor, Tensor] | None) -> str:
+    """SHA-256 of in-memory training data, for the resume check; "" when not in memory."""
+    if train_xy is None:
+        return ""
+    X, y = train_xy
+    return Dataset(X.cpu(), y.cpu(), "regression", "train").fingerprint()

@@ -212,3 +212,19 @@ def batch_source(
         else f"{type(train).__name__}"
     )
     raise TypeError(f"Trainer.fit(train=...) must be {ACCEPTED}; got {got}.")
+
+
+def in_memory(data: object) -> bool:
+    return isinstance(data, Dataset) or is_xy_pair(data)
+
+
+def eval_batches(
+    data: object, batch_size: int, seed: int, device: torch.device, dtype: torch.dtype
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """`data` in order, in batches: slices of in-memory data, else the loader's own batches."""
+    if in_memory(data):
+        X, y = to_device(data, device, dtype)  # type: ignore[arg-type]
+        for i in range(0, len(X), batch_size):
+            yield X[i : i + batch_size], y[i : i + batch_size]
+    else:
+        yield from batch_source(data, batch_size, seed, device, dtype)[0].epoch(0)

@@ -4,11 +4,12 @@ NaN guard's gradient check, and gradient-norm clipping."""
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dlopt._validation import check_finite_number
 
@@ -86,3 +87,20 @@ class GradientCheck:
         except RuntimeError:  # grads on several devices, sparse grads: the portable way
             found = torch.stack([g.sum().to(device) for g in grads]).sum().isfinite().logical_not()
         return found.item() == 0
+
+
+def divergence(model: nn.Module, loss: Tensor, epoch: int, step: int) -> str:
+    """Why the NaN guard stopped the run at (0-based) `epoch` and `step`: the loss, or the
+    first parameter whose gradient is not finite."""
+    where = f"at epoch {epoch + 1} step {step + 1}"
+    value = float(loss.detach()) if loss.numel() == 1 else math.nan
+    if not math.isfinite(value):
+        what = f"loss became {'NaN' if math.isnan(value) else 'inf'} {where}"
+    else:
+        names = [
+            n
+            for n, p in model.named_parameters()
+            if p.grad is not None and not bool(p.grad.isfinite().all())
+        ]
+        what = f"gradient of {names[0] if names else 'a parameter'} became non-finite {where}"
+    return what + "; parameters kept from the last finite step"

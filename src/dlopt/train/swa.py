@@ -10,7 +10,7 @@ of every BN input over every sample, where ``swa_utils.update_bn`` averages batc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel
 
 from dlopt._validation import check_choice, check_finite_number, check_positive_int
 from dlopt.nn.normalization import recalibrate_batchnorm
+from dlopt.train.callbacks import Callback, EarlyStopping
 
 _ANNEAL = {"cos": 0, "linear": 1}
 
@@ -56,8 +57,23 @@ class SWA:
         self.averaged: AveragedModel | None = None
         self.scheduler: SWALR | None = None
 
-    def bind(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        """Create the average and SWALR (which records ``swa_lr`` in the optimizer's groups)."""
+    def bind(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        """Create the average and SWALR (which records ``swa_lr`` in the optimizer's groups).
+
+        Raises:
+            ValueError: an EarlyStopping among `callbacks` would restore other weights.
+        """
+        if any(isinstance(cb, EarlyStopping) and cb.restore_best_weights for cb in callbacks):
+            raise ValueError(
+                "Trainer(swa=...) ends with the averaged weights, which "
+                "EarlyStopping(restore_best_weights=True) would replace; pass "
+                "restore_best_weights=False."
+            )
         self.averaged = AveragedModel(model)
         self.scheduler = SWALR(
             optimizer,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +14,27 @@ from torch import Tensor, nn
 
 from dlopt._validation import check_choice, check_finite_number, check_positive_int
 from dlopt.data.batching import Batches
-from dlopt.data.dataset import Dataset
 from dlopt.errors import CheckpointError, TrainingDiverged
-from dlopt.nn.dropout import noise_layers
 from dlopt.regularize.penalties import Penalty, sparsity
 from dlopt.train import resume
-from dlopt.train.callbacks import Callback, EarlyStopping
+from dlopt.train.callbacks import Callback
 from dlopt.train.checkpoint import load_checkpoint
+from dlopt.train.closure import closure_step, warn_if_noisy
+from dlopt.train.evaluation import eval_mode, evaluate_batches
 from dlopt.train.metrics import LossFn, resolve_loss
 from dlopt.train.schedules import INTERVALS
-from dlopt.train.scores import check_metrics, compute_metrics
+from dlopt.train.scores import check_metrics
 from dlopt.train.signals import SignalCatcher
-from dlopt.train.sources import BatchSource, DataLike, batch_source, is_xy_pair, to_device
+from dlopt.train.sources import (
+    BatchSource,
+    DataLike,
+    batch_source,
+    eval_batches,
+    in_memory,
+    to_device,
+)
 from dlopt.train.state import TrainState
-from dlopt.train.step import GradientCheck, Precision, check_max_norm
+from dlopt.train.step import GradientCheck, Precision, check_max_norm, divergence
 from dlopt.train.swa import SWA
 
 _HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end")
@@ -170,7 +175,7 @@ class Trainer:
         continues the run saved in that checkpoint file (see :class:`Checkpoint`).
         """
         source = self._prepare(train)
-        val_data = self._to_device(val) if val is not None and _in_memory(val) else val
+        val_data = self._to_device(val) if val is not None and in_memory(val) else val
         if resume_from is not None:
             payload, used = load_checkpoint(resume_from)
             try:
@@ -203,38 +208,14 @@ class Trainer:
     def evaluate(self, data: DataLike | Any, batch_size: int = 4096) -> dict[str, float]:
         """Mean loss (and accuracy for classification, and `metrics`) over `data`, in eval
         mode; `data` is in memory or a re-iterable of (x, y) batches."""
-        loss_fn: LossFn | None = None
-        classification = False
-        total, correct, count = 0.0, 0.0, 0
-        outputs: list[Tensor] = []
-        targets: list[Tensor] = []
-        with _eval_mode(self.model):
-            for xb, yb in self._eval_batches(data, batch_size):
-                if loss_fn is None:
-                    loss_fn, classification = self._resolve_loss(yb)
-                out = self.model(xb)
-                total += float(loss_fn(out, yb)) * len(out)
-                if classification:
-                    correct += float((out.argmax(-1) == yb).sum())
-                count += len(out)
-                if self.metrics:
-                    outputs.append(out)
-                    targets.append(yb)
-        if count == 0:
-            raise ValueError("Trainer.evaluate(data=...) holds no samples.")
-        metrics = {"loss": total / count}
-        if classification:
-            metrics["accuracy"] = correct / count
-        if self.metrics:
-            output, target = torch.cat(outputs), torch.cat(targets)
-            metrics |= compute_metrics(self.metrics, output, target, classification)
-        return metrics
+        batches = eval_batches(data, batch_size, self.seed, *self._device_dtype())
+        return evaluate_batches(self.model, batches, self._resolve_loss, self.metrics)
 
     @torch.no_grad()
     def predict(self, X: Tensor, batch_size: int = 4096) -> Tensor:
         """Model outputs for `X` in eval mode (logits for classifiers)."""
         X = X.to(*self._device_dtype())
-        with _eval_mode(self.model):
+        with eval_mode(self.model):
             return torch.cat(
                 [self.model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
             )
@@ -255,31 +236,12 @@ class Trainer:
         self._loss_fn, self._classification = self._resolve_loss(source.targets_sample())
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self._precision = Precision(self.mixed_precision, device)
-        noisy = noise_layers(self.model) if self._closure else []
-        if noisy:
-            logging.getLogger("dlopt").warning(
-                "%s evaluates each batch several times along its line search, but %s draw "
-                "fresh noise at every evaluation: the search sees a different function each "
-                "time (expect short steps and failed searches); set the noise to 0 (in a "
-                "config: [model] dropout = 0) or use a first-order optimizer",
-                type(self.optimizer).__name__,
-                ", ".join(noisy),
-            )
+        if self._closure:
+            warn_if_noisy(self.model, self.optimizer)
         for penalty in self.penalties:
             penalty.bind(self.model, self.optimizer)
         if self.swa is not None:
-            restoring = [
-                cb
-                for cb in self.callbacks
-                if isinstance(cb, EarlyStopping) and cb.restore_best_weights
-            ]
-            if restoring:
-                raise ValueError(
-                    "Trainer(swa=...) ends with the averaged weights, which "
-                    "EarlyStopping(restore_best_weights=True) would replace; pass "
-                    "restore_best_weights=False."
-                )
-            self.swa.bind(self.model, self.optimizer)
+            self.swa.bind(self.model, self.optimizer, self.callbacks)
         self.state.max_epochs = self.max_epochs
         self.state.batches_per_epoch = source.batches_per_epoch
         return source
@@ -308,7 +270,7 @@ class Trainer:
             if self.augment is not None:
                 xb = self._augmented(xb)
             if self._closure:
-                loss, out = self._closure_step(xb, yb)
+                loss, out = closure_step(self, xb, yb)
             else:
                 loss, out = self._gradient_step(xb, yb)
             if state.diverged:
@@ -372,41 +334,6 @@ class Trainer:
             )
         return out
 
-    def _closure_step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor | None]:
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        snapshot = [p.detach().clone() for p in params] if self.nan_guard else []
-        first: list[Tensor] = []
-        bad: list[Tensor] = []
-        # dlopt's second-order methods reject a non-finite trial step themselves (their line
-        # search shrinks it): only the loss and gradients where they stop are the guard's
-        own_guard = getattr(self.optimizer, "handles_nonfinite_trials", False)
-        check_trials = self.nan_guard and not own_guard
-
-        def closure() -> Any:  # torch.optim types closures as returning float
-            self.optimizer.zero_grad(set_to_none=True)
-            out = self.model(xb)
-            loss = self._regularized(self._loss_fn(out, yb))
-            if getattr(self.optimizer, "closure_backward", True):
-                loss.backward()
-            if not first:
-                first.append(out.detach())
-            if check_trials and not bad and not self._finite(loss):
-                bad.append(loss.detach())
-            return loss
-
-        for penalty in self.penalties:
-            penalty.before_step()
-        stepped = self.optimizer.step(closure)
-        loss = stepped if isinstance(stepped, Tensor) else torch.tensor(float(stepped))
-        if self.nan_guard and own_guard and not self._finite(loss):
-            bad.append(loss.detach())
-        if self.nan_guard and (bad or not all(bool(p.isfinite().all()) for p in params)):
-            with torch.no_grad():
-                for p, saved in zip(params, snapshot, strict=True):
-                    p.copy_(saved)
-            self._diverge(bad[0] if bad else torch.tensor(math.nan))
-        return loss, (first[0] if first else None)
-
     def _regularized(self, loss: Tensor) -> Tensor:
         """J + λR: the penalties' coupled terms join the loss before backward."""
         for penalty in self.penalties:
@@ -421,20 +348,8 @@ class Trainer:
         return math.isfinite(value) and (not grads or self._grads_finite(self._params))
 
     def _diverge(self, loss: Tensor) -> None:
-        state = self.state
-        where = f"at epoch {state.epoch + 1} step {state.step + 1}"
-        value = float(loss.detach()) if loss.numel() == 1 else math.nan
-        if not math.isfinite(value):
-            what = f"loss became {'NaN' if math.isnan(value) else 'inf'} {where}"
-        else:
-            names = [
-                n
-                for n, p in self.model.named_parameters()
-                if p.grad is not None and not bool(p.grad.isfinite().all())
-            ]
-            what = f"gradient of {names[0] if names else 'a parameter'} became non-finite {where}"
-        state.diverged = True
-        self.request_stop(what + "; parameters kept from the last finite step")
+        self.state.diverged = True
+        self.request_stop(divergence(self.model, loss, self.state.epoch, self.state.step))
 
     def _end_epoch(self, val: Any) -> None:
         state = self.state
@@ -495,35 +410,8 @@ class Trainer:
     def _to_device(self, data: DataLike) -> tuple[Tensor, Tensor]:
         return to_device(data, *self._device_dtype())
 
-    def _eval_batches(self, data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        if _in_memory(data):
-            X, y = self._to_device(data)
-            for i in range(0, len(X), batch_size):
-                yield X[i : i + batch_size], y[i : i + batch_size]
-        else:
-            source, _ = batch_source(data, batch_size, self.seed, *self._device_dtype())
-            yield from source.epoch(0)
-
     def _data_fingerprint(self) -> str:
-        """SHA-256 of the in-memory training data, for resume checks: hashed only when a
-        checkpoint is written or read, not on every fit ("" for a DataLoader)."""
+        """SHA-256 of the in-memory training data ("" for a loader), hashed once per fit."""
         if self._fingerprint is None:
-            if self._train_xy is None:
-                return ""
-            X, y = self._train_xy
-            self._fingerprint = Dataset(X.cpu(), y.cpu(), "regression", "train").fingerprint()
+            self._fingerprint = resume.fingerprint(self._train_xy)
         return self._fingerprint
-
-
-def _in_memory(data: object) -> bool:
-    return isinstance(data, Dataset) or is_xy_pair(data)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
