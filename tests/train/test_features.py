@@ -260,3 +260,30 @@ def test_label_smoothing_of_regression_targets_is_refused():
     X = torch.randn(16, 64)
     with pytest.raises(ValueError, match="label_smoothing"):
         Trainer(mlp(64, 1, (8,)), label_smoothing=0.1, max_epochs=1).fit((X, X[:, 0]))
+
+
+def test_swa_run_resumes_exactly_mid_average(tmp_path):
+    from dlopt.train import Checkpoint
+
+    from .test_sources import Interrupt
+
+    X, y = _data()
+
+    def run(folder, interrupt=None):
+        torch.manual_seed(0)
+        model = mlp(64, 10, (32,), batch_norm=True)
+        opt = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9)
+        callbacks = [Checkpoint(folder)] + ([interrupt] if interrupt else [])
+        return Trainer(
+            model, opt, max_epochs=4, batch_size=BATCH, callbacks=callbacks, swa=SWA(0.05, start=1)
+        )
+
+    reference = run(tmp_path / "ref")
+    reference.fit((X, y))
+    first = run(tmp_path / "run", Interrupt(22))  # epoch 3 of 4, after two averages
+    first.fit((X, y))
+    assert first.state.interrupted
+    resumed = run(tmp_path / "run")
+    resumed.fit((X, y), resume_from=tmp_path / "run" / "checkpoint.pt")
+    _assert_same(resumed.model, reference.model)
+    assert resumed.state.history == reference.state.history

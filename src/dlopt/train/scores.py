@@ -108,6 +108,13 @@ METRICS: dict[str, Metric] = {
 _TOP_K = re.compile(r"top([1-9][0-9]*)_accuracy")
 
 
+METRIC_NAMES = [*METRICS, "top{k}_accuracy"]
+
+
+def is_metric(name: str) -> bool:
+    return name in METRICS or _TOP_K.fullmatch(name) is not None
+
+
 def metric(name: str, *, caller: str = "Trainer") -> Metric:
     """The metric called `name`: a key of :data:`METRICS`, or ``top{k}_accuracy``."""
     if not isinstance(name, str):
@@ -118,10 +125,9 @@ def metric(name: str, *, caller: str = "Trainer") -> Metric:
     if match:
         k = int(match.group(1))
         return Metric(lambda out, y: top_k_accuracy(out, y, k), "max", True)
-    known = [*METRICS, "top{k}_accuracy"]
     raise ValueError(
-        f"{caller}(metrics=...) must name metrics among {known}; got {name!r}."
-        + did_you_mean(name, known)
+        f"{caller}(metrics=...) must name metrics among {METRIC_NAMES}; got {name!r}."
+        + did_you_mean(name, METRIC_NAMES)
     )
 
 
