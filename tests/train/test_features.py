@@ -248,6 +248,14 @@ def test_bad_options_name_the_option(kwargs, match):
         Trainer(mlp(64, 10, (8,)), **kwargs)
 
 
+def test_per_step_plateau_is_refused():
+    model = mlp(64, 10, (8,))
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+    with pytest.raises(ValueError, match="cannot step ReduceLROnPlateau"):
+        Trainer(model, opt, scheduler=plateau, scheduler_interval="step")
+
+
 def test_mixed_precision_and_clipping_refuse_closure_optimizers():
     from dlopt.optim import LBFGS
 

@@ -133,3 +133,11 @@ def test_a_batch_that_is_not_a_pair_is_a_type_error():
     trainer = Trainer(mlp(64, 10, (8,)), max_epochs=1)
     with pytest.raises(TypeError, match=r"must yield \(x, y\) batches"):
         trainer.fit([torch.zeros(2, 64)])
+
+
+def test_a_bad_val_is_a_type_error_before_training():
+    X, y = _data()
+    trainer = Trainer(mlp(64, 10, (8,)), max_epochs=1)
+    with pytest.raises(TypeError, match=r"Trainer.fit\(val=...\) must be .*got int"):
+        trainer.fit((X, y), 3)
+    assert trainer.state.step == 0

@@ -9,9 +9,21 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import ConstantLR, LinearLR, LRScheduler, OneCycleLR, SequentialLR
 
-from dlopt._validation import check_positive_int
+from dlopt._validation import check_choice, check_positive_int
 
 INTERVALS = ("epoch", "step")
+
+
+def check_interval(interval: str, scheduler: object) -> str:
+    """`Trainer(scheduler_interval=...)`: "epoch", or "step" for a scheduler that needs no
+    metric (ReduceLROnPlateau reads one epoch's)."""
+    check_choice("scheduler_interval", interval, dict.fromkeys(INTERVALS), caller="Trainer")
+    if interval == "step" and isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise ValueError(
+            'Trainer(scheduler_interval="step") cannot step ReduceLROnPlateau, which reads an '
+            "epoch's metric; got ReduceLROnPlateau."
+        )
+    return interval
 
 
 def warmup(

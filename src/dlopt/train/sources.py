@@ -84,9 +84,14 @@ class LoaderSource:
     """A re-iterable of (x, y) batches, each moved to the model's device as it arrives."""
 
     def __init__(
-        self, loader: Iterable[Any], device: torch.device, dtype: torch.dtype, seed: int
+        self,
+        loader: Iterable[Any],
+        device: torch.device,
+        dtype: torch.dtype,
+        seed: int,
+        where: str = "Trainer.fit(train=...)",
     ) -> None:
-        self.loader, self.device, self.dtype = loader, device, dtype
+        self.loader, self.device, self.dtype, self.where = loader, device, dtype, where
         try:
             self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
         except TypeError:
@@ -128,7 +133,7 @@ class LoaderSource:
         if self.generator is not None and state is not None:
             self.generator.set_state(state)
         if first is None:
-            raise ValueError("Trainer.fit(train=...) yielded no batches.")
+            raise ValueError(f"{self.where} yielded no batches.")
         return self._moved(first)[1]
 
     def state_dict(self, at_epoch_start: bool) -> dict[str, Any]:
@@ -145,7 +150,7 @@ class LoaderSource:
     def _moved(self, batch: Any) -> tuple[Tensor, Tensor]:
         if not (isinstance(batch, list | tuple) and len(batch) == 2):
             raise TypeError(
-                "Trainer.fit(train=...) must yield (x, y) batches; got a "
+                f"{self.where} must yield (x, y) batches; got a "
                 f"{type(batch).__name__}"
                 + (f" of {len(batch)}" if hasattr(batch, "__len__") else "")
                 + "."
@@ -153,7 +158,7 @@ class LoaderSource:
         x, y = batch
         if not isinstance(x, Tensor) or not isinstance(y, Tensor):
             raise TypeError(
-                "Trainer.fit(train=...) must yield (x, y) batches of tensors; got "
+                f"{self.where} must yield (x, y) batches of tensors; got "
                 f"({type(x).__name__}, {type(y).__name__})."
             )
         y = y.to(self.device, self.dtype) if torch.is_floating_point(y) else y.to(self.device)
@@ -182,7 +187,12 @@ def _sampler_generator(loader: object, seed: int) -> torch.Generator | None:
 
 
 def batch_source(
-    train: object, batch_size: int, seed: int, device: torch.device, dtype: torch.dtype
+    train: object,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    where: str = "Trainer.fit(train=...)",
 ) -> tuple[BatchSource, tuple[Tensor, Tensor] | None]:
     """The source for `train`, and its (X, y) when they are held in memory (for fingerprints).
 
@@ -204,22 +214,38 @@ def batch_source(
     if isinstance(train, Dataset) or is_xy_pair(train):
         X, y = to_device(train, device, dtype)  # type: ignore[arg-type]
         return InMemorySource(Batches(X, y, batch_size, seed=seed)), (X, y)
-    if isinstance(train, Iterable) and not isinstance(train, Iterator | Tensor | str | bytes):
-        return LoaderSource(train, device, dtype, seed), None
+    if _reiterable(train):
+        assert isinstance(train, Iterable)
+        return LoaderSource(train, device, dtype, seed, where), None
     got = (
         f"an iterator ({type(train).__name__}), which one epoch would exhaust"
         if isinstance(train, Iterator)
         else f"{type(train).__name__}"
     )
-    raise TypeError(f"Trainer.fit(train=...) must be {ACCEPTED}; got {got}.")
+    raise TypeError(f"{where} must be {ACCEPTED}; got {got}.")
 
 
 def in_memory(data: object) -> bool:
     return isinstance(data, Dataset) or is_xy_pair(data)
 
 
+def check_source(data: object, where: str) -> None:
+    """Raise the TypeError of :func:`batch_source` now for data used only later (val)."""
+    if not (in_memory(data) or isinstance(data, Batches) or _reiterable(data)):
+        batch_source(data, 1, 0, torch.device("cpu"), torch.float32, where)
+
+
+def _reiterable(data: object) -> bool:
+    return isinstance(data, Iterable) and not isinstance(data, Iterator | Tensor | str | bytes)
+
+
 def eval_batches(
-    data: object, batch_size: int, seed: int, device: torch.device, dtype: torch.dtype
+    data: object,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    where: str = "Trainer.evaluate(data=...)",
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """`data` in order, in batches: slices of in-memory data, else the loader's own batches."""
     if in_memory(data):
@@ -227,4 +253,4 @@ def eval_batches(
         for i in range(0, len(X), batch_size):
             yield X[i : i + batch_size], y[i : i + batch_size]
     else:
-        yield from batch_source(data, batch_size, seed, device, dtype)[0].epoch(0)
+        yield from batch_source(data, batch_size, seed, device, dtype, where)[0].epoch(0)

@@ -6,6 +6,7 @@ the trainer's own scheduler: torch's recipe, epoch for epoch. When the run finis
 takes the averaged weights and its BN layers get statistics recomputed over the whole training
 set by :func:`dlopt.nn.recalibrate_batchnorm` (``mode="exact"``: the mean and unbiased variance
 of every BN input over every sample, where ``swa_utils.update_bn`` averages batch moments).
+Validation metrics during the run are the trained model's, not the running average's.
 """
 
 from __future__ import annotations
@@ -104,10 +105,11 @@ class SWA:
         recalibrate_batchnorm(model, inputs, mode=self.bn_mode)
 
     def state_dict(self) -> dict[str, Any]:
-        assert self.averaged is not None and self.scheduler is not None
+        if self.averaged is None or self.scheduler is None:
+            return {}  # not bound to a run yet
         return {"averaged": self.averaged.state_dict(), "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.averaged is not None and self.scheduler is not None
+        assert self.averaged is not None and self.scheduler is not None, "bind() first"
         self.averaged.load_state_dict(state["averaged"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dlopt._validation import check_choice, check_finite_number, check_positive_int
+from dlopt._validation import check_positive_int
 from dlopt.data.batching import Batches
 from dlopt.errors import CheckpointError, TrainingDiverged
 from dlopt.regularize.penalties import Penalty, sparsity
@@ -21,14 +21,15 @@ from dlopt.train.callbacks import Callback
 from dlopt.train.checkpoint import load_checkpoint
 from dlopt.train.closure import closure_step, warn_if_noisy
 from dlopt.train.evaluation import eval_mode, evaluate_batches
-from dlopt.train.metrics import LossFn, resolve_loss
-from dlopt.train.schedules import INTERVALS
+from dlopt.train.metrics import LossFn, check_label_smoothing, resolve_loss
+from dlopt.train.schedules import check_interval
 from dlopt.train.scores import check_metrics
 from dlopt.train.signals import SignalCatcher
 from dlopt.train.sources import (
     BatchSource,
     DataLike,
     batch_source,
+    check_source,
     eval_batches,
     in_memory,
     to_device,
@@ -108,9 +109,7 @@ class Trainer:
         self.batch_size = check_positive_int("batch_size", batch_size, caller="Trainer")
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
-        check_choice(
-            "scheduler_interval", scheduler_interval, dict.fromkeys(INTERVALS), caller="Trainer"
-        )
+        check_interval(scheduler_interval, scheduler)
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)  # stable: list order kept
         self.seed = seed
         self.nan_guard = nan_guard
@@ -118,14 +117,7 @@ class Trainer:
         self.handle_signals = handle_signals
         self.penalties = list(penalties)
         self.clip_grad_norm = check_max_norm(clip_grad_norm)
-        self.label_smoothing = check_finite_number(
-            "label_smoothing", label_smoothing, caller="Trainer", nonnegative=True
-        )
-        if self.label_smoothing >= 1 or (self.label_smoothing and callable(loss)):
-            raise ValueError(
-                "Trainer(label_smoothing=...) must lie in [0, 1) and smooths the built-in "
-                f"cross-entropy only; got {label_smoothing!r} with loss={loss!r}."
-            )
+        self.label_smoothing = check_label_smoothing(label_smoothing, loss)
         self.mixed_precision = bool(mixed_precision)
         self.metrics = check_metrics(metrics)
         if swa is not None and not isinstance(swa, SWA):
@@ -175,6 +167,8 @@ class Trainer:
         continues the run saved in that checkpoint file (see :class:`Checkpoint`).
         """
         source = self._prepare(train)
+        if val is not None:
+            check_source(val, "Trainer.fit(val=...)")
         val_data = self._to_device(val) if val is not None and in_memory(val) else val
         if resume_from is not None:
             payload, used = load_checkpoint(resume_from)
