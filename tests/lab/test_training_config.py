@@ -11,6 +11,7 @@ import torch
 
 from dlopt.cli import main
 from dlopt.data import load_bundled
+from dlopt.errors import ConfigError
 from dlopt.lab.build import build_scheduler, trainer_options
 from dlopt.lab.config import parse_config
 from dlopt.train import SWA
@@ -96,3 +97,9 @@ def test_bad_feature_sections_are_one_line(tmp_path, capsys, extra, needle):
     config.write_text(CONFIG.format(extra=extra))
     assert main(["train", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert_one_error_line(capsys.readouterr().err, needle)
+
+
+def test_clipping_with_a_second_order_optimizer_is_a_config_error():
+    config = parse_config({"optimizer": {"name": "lbfgs"}, "train": {"clip_grad_norm": 1.0}})
+    with pytest.raises(ConfigError, match="lbfgs runs its own line search"):
+        trainer_options(config, load_bundled("digits"))

@@ -285,6 +285,11 @@ def trainer_options(config: RunConfig, train: Dataset) -> dict[str, Any]:
     classification = train.task == "classification"
     if t.label_smoothing and not classification:
         raise ConfigError(f"train.label_smoothing: the data {train.name!r} is a regression task")
+    if OPTIMIZERS[config.optimizer.name].second_order and (t.clip_grad_norm or t.mixed_precision):
+        raise ConfigError(
+            f"train: clip_grad_norm and mixed_precision apply to first-order optimizers; "
+            f"{config.optimizer.name} runs its own line search"
+        )
     for name in t.metrics:
         if metric(name).classification != classification:
             raise ConfigError(

@@ -108,8 +108,7 @@ class Trainer:
         self.max_epochs = check_positive_int("max_epochs", max_epochs, caller="Trainer", minimum=0)
         self.batch_size = check_positive_int("batch_size", batch_size, caller="Trainer")
         self.scheduler = scheduler
-        self.scheduler_interval = scheduler_interval
-        check_interval(scheduler_interval, scheduler)
+        self.scheduler_interval = check_interval(scheduler_interval, scheduler)
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)  # stable: list order kept
         self.seed = seed
         self.nan_guard = nan_guard
