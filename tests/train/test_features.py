@@ -295,3 +295,32 @@ def test_swa_run_resumes_exactly_mid_average(tmp_path):
     resumed.fit((X, y), resume_from=tmp_path / "run" / "checkpoint.pt")
     _assert_same(resumed.model, reference.model)
     assert resumed.state.history == reference.state.history
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="float16 + GradScaler needs CUDA")
+def test_float16_autocast_with_grad_scaler_on_cuda_equals_a_manual_amp_loop():
+    X, y = (t.cuda() for t in _data())
+    ours, theirs = (m.cuda() for m in _twins())
+    Trainer(
+        ours,
+        torch.optim.Adam(ours.parameters(), 1e-2),
+        max_epochs=EPOCHS,
+        batch_size=BATCH,
+        mixed_precision=True,
+        clip_grad_norm=1.0,
+    ).fit((X, y))
+    optimizer = torch.optim.Adam(theirs.parameters(), 1e-2)
+    scaler = torch.amp.GradScaler("cuda")
+    batches = Batches(X, y, BATCH, seed=0)
+    for epoch in range(EPOCHS):
+        for xb, yb in batches.epoch(epoch):
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = F.cross_entropy(theirs(xb), yb)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(p, q)

@@ -14,7 +14,7 @@ to a different (still valid) sequence.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import torch
 from torch import Tensor
@@ -225,7 +225,7 @@ def batch_source(
     raise TypeError(f"{where} must be {ACCEPTED}; got {got}.")
 
 
-def in_memory(data: object) -> bool:
+def in_memory(data: object) -> TypeGuard[DataLike]:
     return isinstance(data, Dataset) or is_xy_pair(data)
 
 
@@ -249,7 +249,7 @@ def eval_batches(
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """`data` in order, in batches: slices of in-memory data, else the loader's own batches."""
     if in_memory(data):
-        X, y = to_device(data, device, dtype)  # type: ignore[arg-type]
+        X, y = to_device(data, device, dtype)
         for i in range(0, len(X), batch_size):
             yield X[i : i + batch_size], y[i : i + batch_size]
     else:

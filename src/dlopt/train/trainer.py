@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +154,8 @@ class Trainer:
 
     def fit(
         self,
-        train: DataLike | Batches | Any,
-        val: DataLike | Any | None = None,
+        train: DataLike | Batches | Iterable[tuple[Tensor, Tensor]],
+        val: DataLike | Iterable[tuple[Tensor, Tensor]] | None = None,
         *,
         resume_from: str | Path | None = None,
     ) -> TrainState:
@@ -198,7 +198,9 @@ class Trainer:
         return self.state
 
     @torch.no_grad()
-    def evaluate(self, data: DataLike | Any, batch_size: int = 4096) -> dict[str, float]:
+    def evaluate(
+        self, data: DataLike | Iterable[tuple[Tensor, Tensor]], batch_size: int = 4096
+    ) -> dict[str, float]:
         """Mean loss (and accuracy for classification, and `metrics`) over `data`, in eval
         mode; `data` is in memory or a re-iterable of (x, y) batches."""
         batches = eval_batches(data, batch_size, self.seed, *self._device_dtype())
