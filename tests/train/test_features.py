@@ -202,6 +202,38 @@ def test_swa_equals_torch_swa_utils_recipe_with_exact_bn_statistics():
     _assert_same(ours, averaged.module)
 
 
+def test_a_per_step_schedule_resumes_exactly_mid_epoch(tmp_path):
+    from dlopt.train import Checkpoint
+
+    from .test_sources import Interrupt
+
+    X, y = _data()
+
+    def run(folder, interrupt=None):
+        torch.manual_seed(0)
+        model = mlp(64, 10, (32,))
+        opt = torch.optim.SGD(model.parameters(), 0.05, momentum=0.9)
+        callbacks = [Checkpoint(folder)] + ([interrupt] if interrupt else [])
+        return Trainer(
+            model,
+            opt,
+            max_epochs=EPOCHS,
+            batch_size=BATCH,
+            callbacks=callbacks,
+            scheduler=one_cycle(opt, EPOCHS * 8),
+            scheduler_interval="step",
+        )
+
+    reference = run(tmp_path / "ref")
+    reference.fit((X, y))
+    first = run(tmp_path / "run", Interrupt(11))
+    first.fit((X, y))
+    resumed = run(tmp_path / "run")
+    resumed.fit((X, y), resume_from=tmp_path / "run" / "checkpoint.pt")
+    _assert_same(resumed.model, reference.model)
+    assert resumed.optimizer.param_groups[0]["lr"] == reference.optimizer.param_groups[0]["lr"]
+
+
 def test_swa_refuses_early_stopping_that_restores_weights():
     X, y = _data()
     model = mlp(64, 10, (8,))

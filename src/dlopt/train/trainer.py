@@ -65,7 +65,8 @@ class Trainer:
     Args:
         clip_grad_norm: Rescale the gradients to this total 2-norm when larger, before each
             step (``torch.nn.utils.clip_grad_norm_``); first-order optimizers only.
-        label_smoothing: ε of the cross-entropy loss (``F.cross_entropy(label_smoothing=ε)``).
+        label_smoothing: ε of the cross-entropy loss (``F.cross_entropy(label_smoothing=ε)``);
+            every logged loss, validation's included, is the smoothed one.
         mixed_precision: Forward and loss under ``torch.autocast`` (see
             :class:`~dlopt.train.step.Precision`); evaluation stays in full precision.
         metrics: Names from :data:`dlopt.train.scores.METRICS` (or ``top{k}_accuracy``),
