@@ -61,6 +61,20 @@ def test_train_with_every_feature(tmp_path):
     assert {"test_f1_macro", "test_top3_accuracy"} <= set(metrics)
 
 
+def test_train_on_a_dataloader_is_seeded_and_saves_its_order(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG.format(extra="loader_workers = 0"))
+    assert main(["train", str(config), "--out", str(tmp_path / "full"), "--quiet"]) == 0
+    short = tmp_path / "short.toml"  # the same run, 2 of its 3 epochs: the same batches
+    short.write_text(CONFIG.format(extra="loader_workers = 0").replace("epochs = 3", "epochs = 2"))
+    assert main(["train", str(short), "--out", str(tmp_path / "cut"), "--quiet"]) == 0
+    checkpoint = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert checkpoint["source"]["generator"] is not None  # the loader's order is saved
+    full = json.loads((tmp_path / "full" / "history.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert cut == full[:2]
+
+
 def test_the_sections_build_torch_schedulers_and_trainer_options():
     config = parse_config(
         {"train": {"epochs": 4, "metrics": ["r2"]}, "schedule": {"name": "one_cycle"}}

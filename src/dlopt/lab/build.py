@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 import dlopt.optim as dlopt_optim
 from dlopt.augment import (
@@ -271,6 +272,22 @@ def build_scheduler(
         except ValueError as exc:
             raise ConfigError(f"schedule: {exc}") from None
     return SCHEDULERS[config.name](config, optimizer, epochs)
+
+
+def training_data(config: RunConfig, train: Dataset, seed: int) -> Dataset | DataLoader:
+    """The training set as the Trainer gets it: in memory (index slicing, the fast path), or
+    with ``[train] loader_workers = N`` a shuffling ``DataLoader`` over it, with N worker
+    processes and a generator seeded from `seed` (exact resume; see dlopt.train.sources)."""
+    workers = config.train.loader_workers
+    if workers is None:
+        return train
+    return DataLoader(
+        TensorDataset(train.X, train.y),
+        batch_size=min(config.train.batch_size, len(train)),
+        shuffle=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def steps_per_epoch(config: RunConfig, train: Dataset) -> int:

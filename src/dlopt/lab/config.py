@@ -157,6 +157,7 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     mixed_precision: bool = False  # bfloat16 autocast on CPU, float16 + GradScaler on CUDA
     metrics: list[str] = Field(default_factory=list)  # logged as val_<name>
+    loader_workers: int | None = Field(None, ge=0, le=64)  # a DataLoader with N workers
 
     @field_validator("metrics")
     @classmethod

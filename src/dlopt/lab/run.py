@@ -23,6 +23,7 @@ from dlopt.lab.build import (
     image_shape,
     steps_per_epoch,
     trainer_options,
+    training_data,
 )
 from dlopt.lab.config import RunConfig
 from dlopt.lab.folder import locked, store_or_check_config, write_config
@@ -138,7 +139,8 @@ def train_run(
     )
     with locked(out):
         pending = store_or_check_config(config, out, resume=resume)
-        trainer.fit(splits.train, splits.val, resume_from=checkpoint if resume else None)
+        train = training_data(config, splits.train, seed)
+        trainer.fit(train, splits.val, resume_from=checkpoint if resume else None)
         if pending:
             write_config(config, out)
         return _finish(config, out, trainer, splits, quiet)
