@@ -141,3 +141,15 @@ def test_a_bad_val_is_a_type_error_before_training():
     with pytest.raises(TypeError, match=r"Trainer.fit\(val=...\) must be .*got int"):
         trainer.fit((X, y), 3)
     assert trainer.state.step == 0
+
+
+def test_fit_validates_on_a_loader_as_on_tensors():
+    X, y = _data()
+    runs = []
+    for val in [(X[:64], y[:64]), _loader(X[:64], y[:64], seed=None, shuffle=False)]:
+        torch.manual_seed(0)
+        model = mlp(64, 10, (16,))
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), 0.1), max_epochs=2)
+        runs.append(trainer.fit((X, y), val).history)
+    for ours, theirs in zip(*runs, strict=True):
+        assert ours == pytest.approx(theirs, rel=1e-6)
