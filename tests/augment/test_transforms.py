@@ -189,6 +189,33 @@ def test_tta_averages_softmax_over_views():
     assert model.training  # restored
 
 
+@pytest.mark.parametrize("budget", [1, 3 * 36 * 4 * 10 * 2, 1 << 30])  # 1 sample, 2, all at once
+def test_tta_predict_batches_every_view_in_chunks_and_equals_the_per_view_loop(budget):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 36, 5),
+    )
+    model(images(8))  # BN running statistics that are not the identity
+    x = images(5, seed=3)
+    views = flip_and_shift_views((3, 6, 6))
+    model.eval()
+    expected = torch.stack([model(v(x)).softmax(-1) for v in views]).mean(0)
+    calls = []
+    hook = model.register_forward_pre_hook(lambda mod, args: calls.append(len(args[0])))
+    got = tta_predict(model, x, views, memory_budget=budget)
+    hook.remove()
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    per_forward = max(1, min(5, budget // (3 * 36 * 4 * len(views))))
+    assert calls[0] == len(views) * per_forward  # every view of a chunk in one forward
+    assert len(calls) == -(-5 // per_forward)
+    with pytest.raises(ValueError, match="memory_budget"):
+        tta_predict(model, x, views, memory_budget=0)
+
+
 @pytest.mark.parametrize(
     "make, match",
     [

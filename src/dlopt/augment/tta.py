@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from dlopt._validation import check_positive_int
 from dlopt.augment.crop_flip import crop_flip
 
 View = Callable[[Tensor], Tensor]
@@ -33,14 +34,43 @@ def _view(row: int, col: int, mirror: bool, padding: int, shape: tuple[int, ...]
     return view
 
 
+DEFAULT_MEMORY_BUDGET = 64 << 20  # bytes of view inputs per forward pass
+
+
 @torch.no_grad()
-def tta_predict(model: nn.Module, x: Tensor, views: Sequence[View]) -> Tensor:
-    """Mean of softmax(model(view(x))) over the views (eval mode; restored afterwards)."""
+def tta_predict(
+    model: nn.Module,
+    x: Tensor,
+    views: Sequence[View],
+    *,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> Tensor:
+    """Mean of softmax(model(view(x))) over the views (eval mode; restored afterwards).
+
+    All views of a chunk of `x` go through the model in one forward pass, a batch of
+    ``len(views) · chunk`` inputs; the chunk is as large as `memory_budget` (bytes of those
+    inputs; activations grow in proportion) allows, and at least one sample. Views must act
+    sample by sample (as crops, flips and shifts do), so chunking does not change them; in eval
+    mode the result equals the per-view loop up to floating-point summation order.
+
+    Raises:
+        ValueError: `views` is empty or `memory_budget` is not a positive int.
+    """
     if not views:
         raise ValueError("tta_predict(views=...) is empty: give at least one view.")
+    check_positive_int("memory_budget", memory_budget, caller="tta_predict")
+    n_views, n = len(views), len(x)
+    per_sample = max(x[:1].numel() * x.element_size(), 1) * n_views
+    chunk = max(1, min(n, memory_budget // per_sample))
     was_training = model.training
     model.eval()
     try:
-        return torch.stack([model(view(x)).softmax(-1) for view in views]).mean(0)
+        parts = []
+        for start in range(0, n, chunk):
+            part = x[start : start + chunk]
+            batch = torch.cat([view(part) for view in views])  # (views · chunk, ...)
+            probs = model(batch).softmax(-1)
+            parts.append(probs.view(n_views, len(part), *probs.shape[1:]).mean(0))
+        return torch.cat(parts)
     finally:
         model.train(was_training)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 import dlopt.optim as dlopt_optim
 from dlopt.augment import (
@@ -27,6 +28,9 @@ from dlopt.errors import ConfigError
 from dlopt.nn import cnn, mlp
 from dlopt.regularize import L1, L2, ElasticNet, Penalty
 from dlopt.regularize.penalties import select_parameters
+from dlopt.train.schedules import one_cycle, warmup, warmup_cosine
+from dlopt.train.scores import metric
+from dlopt.train.swa import SWA
 
 if TYPE_CHECKING:
     from dlopt.lab.config import (
@@ -245,7 +249,82 @@ SCHEDULERS: dict[str, Callable[[ScheduleConfig, torch.optim.Optimizer, int], Any
         opt, factor=s.gamma, patience=s.patience
     ),
 }
+# per-step schedules: called with the run's total number of optimizer steps
+STEP_SCHEDULERS: dict[str, Callable[[ScheduleConfig, torch.optim.Optimizer, int], Any]] = {
+    "one_cycle": lambda s, opt, steps: one_cycle(opt, steps, pct_start=s.pct_start),
+    "none": lambda s, opt, steps: warmup(opt, s.warmup_steps),
+    "cosine": lambda s, opt, steps: warmup_cosine(opt, s.warmup_steps, steps),
+}
 
 
-def build_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
+def schedule_interval(config: ScheduleConfig) -> str:
+    """ "step" for one-cycle and warm-up schedules, else "epoch"."""
+    return "step" if config.name == "one_cycle" or config.warmup_steps else "epoch"
+
+
+def build_scheduler(
+    config: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int = 1
+) -> Any:
+    """The [schedule] section's scheduler; per-step ones span ``epochs · steps_per_epoch``."""
+    if schedule_interval(config) == "step":
+        try:
+            return STEP_SCHEDULERS[config.name](config, optimizer, epochs * steps_per_epoch)
+        except ValueError as exc:
+            raise ConfigError(f"schedule: {exc}") from None
     return SCHEDULERS[config.name](config, optimizer, epochs)
+
+
+def training_data(config: RunConfig, train: Dataset, seed: int) -> Dataset | DataLoader:
+    """The training set as the Trainer gets it: in memory (index slicing, the fast path), or
+    with ``[train] loader_workers = N`` a shuffling ``DataLoader`` over it, with N worker
+    processes and a generator seeded from `seed` (exact resume; see dlopt.train.sources)."""
+    workers = config.train.loader_workers
+    if workers is None:
+        return train
+    return DataLoader(
+        TensorDataset(train.X, train.y),
+        batch_size=min(config.train.batch_size, len(train)),
+        shuffle=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def steps_per_epoch(config: RunConfig, train: Dataset) -> int:
+    size = min(config.train.batch_size, len(train))
+    return -(-len(train) // size)
+
+
+def trainer_options(config: RunConfig, train: Dataset) -> dict[str, Any]:
+    """The Trainer's keyword options from [train], [schedule] and [swa]; a label smoothing or a
+    metric that does not fit the data's task is a ConfigError."""
+    t = config.train
+    classification = train.task == "classification"
+    if t.label_smoothing and not classification:
+        raise ConfigError(f"train.label_smoothing: the data {train.name!r} is a regression task")
+    if OPTIMIZERS[config.optimizer.name].second_order and (t.clip_grad_norm or t.mixed_precision):
+        raise ConfigError(
+            f"train: clip_grad_norm and mixed_precision apply to first-order optimizers; "
+            f"{config.optimizer.name} runs its own line search"
+        )
+    for name in t.metrics:
+        if metric(name).classification != classification:
+            raise ConfigError(
+                f"train.metrics: {name!r} does not apply to the {train.task} data {train.name!r}"
+            )
+    swa = config.swa
+    return {
+        "clip_grad_norm": t.clip_grad_norm,
+        "label_smoothing": t.label_smoothing,
+        "mixed_precision": t.mixed_precision,
+        "metrics": tuple(t.metrics),
+        "scheduler_interval": schedule_interval(config.schedule),
+        "swa": None
+        if swa is None
+        else SWA(
+            swa.lr,
+            start=swa.start,
+            anneal_epochs=swa.anneal_epochs,
+            anneal_strategy=swa.anneal_strategy,
+        ),
+    }

@@ -19,6 +19,7 @@ from dlopt._validation import did_you_mean
 from dlopt.errors import ConfigError
 from dlopt.lab.build import OPTIMIZERS, optimizers_reading
 from dlopt.nn.activations import activation_names
+from dlopt.train.scores import METRIC_NAMES, is_metric
 
 MAX_CONFIG_BYTES = 1 << 20
 # sizes beyond which allocation is impossible or absurd on any machine: refused up front
@@ -127,10 +128,23 @@ class OptimizerConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    name: Literal["none", "step", "cosine", "exponential", "plateau"] = "none"
+    """Per-epoch schedules, or per-step ones: "one_cycle", and a linear warm-up of
+    `warmup_steps` steps before "none" or "cosine" (then annealed per step)."""
+
+    name: Literal["none", "step", "cosine", "exponential", "plateau", "one_cycle"] = "none"
     step_size: int = Field(10, ge=1)
     gamma: float = Field(0.1, gt=0, le=1)
     patience: int = Field(5, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    pct_start: float = Field(0.3, gt=0, lt=1)  # one_cycle: share of steps rising
+
+    @model_validator(mode="after")
+    def _warmup_applies(self) -> ScheduleConfig:
+        if self.warmup_steps and self.name not in ("none", "cosine"):
+            raise ValueError(
+                f'warmup_steps works with name = "none" or "cosine", not {self.name!r}'
+            )
+        return self
 
 
 class TrainConfig(_Section):
@@ -139,6 +153,37 @@ class TrainConfig(_Section):
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every_steps: int = Field(0, ge=0)
+    clip_grad_norm: float | None = Field(None, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    mixed_precision: bool = False  # bfloat16 autocast on CPU, float16 + GradScaler on CUDA
+    metrics: list[str] = Field(default_factory=list)  # logged as val_<name>
+    loader_workers: int | None = Field(None, ge=0, le=64)  # a DataLoader with N workers
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not is_metric(name):
+                raise ValueError(
+                    f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}."
+                    + did_you_mean(name, METRIC_NAMES)
+                )
+        return names
+
+    @model_validator(mode="after")
+    def _smoothing_needs_cross_entropy(self) -> TrainConfig:
+        if self.label_smoothing and self.loss == "mse":
+            raise ValueError('label_smoothing smooths the cross-entropy, not loss = "mse"')
+        return self
+
+
+class SWAConfig(_Section):
+    """Stochastic weight averaging from epoch `start` on (see dlopt.train.SWA)."""
+
+    lr: float = Field(gt=0)
+    start: int = Field(ge=0)
+    anneal_epochs: int = Field(1, ge=0)
+    anneal_strategy: Literal["cos", "linear"] = "cos"
 
 
 class EarlyStoppingConfig(_Section):
@@ -296,6 +341,7 @@ class RunConfig(_Section):
     early_stopping: EarlyStoppingConfig | None = None
     regularization: RegularizationConfig = Field(default_factory=lambda: RegularizationConfig())
     augment: AugmentConfig | None = None
+    swa: SWAConfig | None = None
     search: SearchConfig | None = None  # read by `dlopt search`, ignored by `dlopt train`
     ensemble: EnsembleConfig | None = None
 
@@ -307,7 +353,18 @@ class RunConfig(_Section):
         if r.l1 > 0 or r.l2 > 0 or r.elastic_net is not None:
             train += ["penalty", "sparsity"]
         val = ["val_loss", "val_accuracy"] if self.data.val_fraction > 0 else []
+        val += [f"val_{m}" for m in self.train.metrics if val and f"val_{m}" not in val]
         return ["epoch", *train, *val, "lr"]
+
+    @model_validator(mode="after")
+    def _swa_keeps_its_average(self) -> RunConfig:
+        es = self.early_stopping
+        if self.swa is not None and es is not None and es.restore_best_weights:
+            raise ValueError(
+                "[swa] ends with the averaged weights, which early_stopping.restore_best_weights "
+                "would replace; set restore_best_weights = false"
+            )
+        return self
 
     @model_validator(mode="after")
     def _monitors_are_logged(self) -> RunConfig:

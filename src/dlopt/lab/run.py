@@ -21,6 +21,9 @@ from dlopt.lab.build import (
     build_penalties,
     build_scheduler,
     image_shape,
+    steps_per_epoch,
+    trainer_options,
+    training_data,
 )
 from dlopt.lab.config import RunConfig
 from dlopt.lab.folder import locked, store_or_check_config, write_config
@@ -124,16 +127,20 @@ def train_run(
         loss=config.train.loss,
         max_epochs=config.train.epochs,
         batch_size=config.train.batch_size,
-        scheduler=build_scheduler(config.schedule, optimizer, config.train.epochs),
+        scheduler=build_scheduler(
+            config.schedule, optimizer, config.train.epochs, steps_per_epoch(config, splits.train)
+        ),
         callbacks=callbacks,
         penalties=build_penalties(config.regularization),
         seed=seed,
         handle_signals=True,
         augment=build_augment(config.augment, splits.train, image_shape(config, splits.train)),
+        **trainer_options(config, splits.train),
     )
     with locked(out):
         pending = store_or_check_config(config, out, resume=resume)
-        trainer.fit(splits.train, splits.val, resume_from=checkpoint if resume else None)
+        train = training_data(config, splits.train, seed)
+        trainer.fit(train, splits.val, resume_from=checkpoint if resume else None)
         if pending:
             write_config(config, out)
         return _finish(config, out, trainer, splits, quiet)

@@ -4,11 +4,16 @@ from dlopt.train.batchnorm_callbacks import ActivationDiagnostics, RecalibrateBa
 from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar, write_history
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from dlopt.train.metrics import LOSSES, accuracy, mse_loss
+from dlopt.train.schedules import one_cycle, warmup, warmup_cosine
+from dlopt.train.scores import METRICS
 from dlopt.train.state import TrainState
+from dlopt.train.swa import SWA
 from dlopt.train.trainer import Trainer
 
 __all__ = [
     "LOSSES",
+    "METRICS",
+    "SWA",
     "ActivationDiagnostics",
     "Callback",
     "Checkpoint",
@@ -21,6 +26,9 @@ __all__ = [
     "accuracy",
     "load_checkpoint",
     "mse_loss",
+    "one_cycle",
     "save_checkpoint",
+    "warmup",
+    "warmup_cosine",
     "write_history",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from dlopt._io import read_input, sha256_file, write_bytes_atomic, write_text_atomic
-from dlopt._validation import check_positive_int
+from dlopt._validation import check_choice, check_positive_int
 from dlopt.errors import CheckpointError
-from dlopt.train.callbacks import Callback
+from dlopt.train.callbacks import Callback, monitored
 
 if TYPE_CHECKING:
     from dlopt.train.trainer import Trainer
@@ -158,6 +159,9 @@ class Checkpoint(Callback):
     Saves every `every_steps` optimizer steps (0: never mid-epoch), at the end of every
     `every_epochs`-th epoch, and at the step where an interrupt (SIGINT/SIGTERM) arrived. Never
     saves after a non-finite loss, so the last good checkpoint stays.
+
+    best.pt holds the final model; with `monitor` (any logged metric, e.g. ``val_f1_macro``
+    with ``mode="max"``) it holds the model of the epoch where `monitor` was best instead.
     """
 
     order = 100  # after every other callback has updated the state it saves
@@ -169,8 +173,13 @@ class Checkpoint(Callback):
         every_steps: int = 0,
         every_epochs: int = 1,
         save_best: bool = True,
+        monitor: str | None = None,
+        mode: str = "min",
     ) -> None:
         self.folder = Path(folder)
+        self.monitor = monitor
+        self.sign = check_choice("mode", mode, {"min": 1.0, "max": -1.0}, caller="Checkpoint")
+        self.best = math.inf
         self.every_steps = check_positive_int(
             "every_steps", every_steps, caller="Checkpoint", minimum=0
         )
@@ -187,6 +196,11 @@ class Checkpoint(Callback):
             save_checkpoint(trainer.state_dict(), self.path)
 
     def on_epoch_end(self, trainer: Trainer) -> None:
+        if self.save_best and self.monitor is not None:  # before saving: the state holds best
+            value = self.sign * monitored(trainer, self.monitor, "Checkpoint")
+            if math.isfinite(value) and value < self.best:
+                self.best = value
+                self._save_model(trainer)
         if (
             trainer.state.epoch % self.every_epochs == 0
             or trainer.state.should_stop
@@ -195,14 +209,27 @@ class Checkpoint(Callback):
             save_checkpoint(trainer.state_dict(), self.path)
 
     def on_fit_end(self, trainer: Trainer) -> None:
+        if self.monitor is not None and math.isfinite(self.best):
+            return  # best.pt holds the best epoch's model
+
         finite = all(
             bool(t.isfinite().all())
             for t in trainer.model.state_dict().values()
             if t.is_floating_point()
         )
         if self.save_best and not trainer.state.interrupted and finite:  # never NaN weights
-            save_checkpoint(
-                {"format": FORMAT, "kind": "model", "model": trainer.model.state_dict()},
-                self.folder / "best.pt",
-                keep_previous=False,
-            )
+            self._save_model(trainer)
+
+    def _save_model(self, trainer: Trainer) -> None:
+        save_checkpoint(
+            {"format": FORMAT, "kind": "model", "model": trainer.model.state_dict()},
+            self.folder / "best.pt",
+            keep_previous=False,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best} if self.monitor is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.monitor is not None and "best" in state:
+            self.best = float(state["best"])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dlopt._validation import check_choice
+from dlopt._validation import check_choice, check_finite_number
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -31,6 +31,17 @@ def resolve_loss(loss: str | LossFn, target: Tensor) -> tuple[LossFn, bool]:
     if loss == "auto":
         loss = "cross_entropy" if classification else "mse"
     return check_choice("loss", loss, LOSSES, caller="Trainer"), classification
+
+
+def check_label_smoothing(value: float, loss: str | LossFn) -> float:
+    """`Trainer(label_smoothing=...)`: ε in [0, 1), for the built-in cross-entropy only."""
+    smoothing = check_finite_number("label_smoothing", value, caller="Trainer", nonnegative=True)
+    if smoothing >= 1 or (smoothing and callable(loss)):
+        raise ValueError(
+            "Trainer(label_smoothing=...) must lie in [0, 1) and smooths the built-in "
+            f"cross-entropy only; got {value!r} with loss={loss!r}."
+        )
+    return smoothing
 
 
 def accuracy(output: Tensor, target: Tensor) -> float:

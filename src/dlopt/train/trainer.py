@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
+import functools
 import math
-import random
-import signal
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlopt._validation import check_positive_int
 from dlopt.data.batching import Batches
-from dlopt.data.dataset import Dataset
 from dlopt.errors import CheckpointError, TrainingDiverged
-from dlopt.nn.dropout import noise_layers
 from dlopt.regularize.penalties import Penalty, sparsity
+from dlopt.train import resume
 from dlopt.train.callbacks import Callback
-from dlopt.train.checkpoint import FORMAT, load_checkpoint
-from dlopt.train.metrics import LossFn, resolve_loss
+from dlopt.train.checkpoint import load_checkpoint
+from dlopt.train.closure import closure_step, warn_if_noisy
+from dlopt.train.evaluation import eval_mode, evaluate_batches
+from dlopt.train.metrics import LossFn, check_label_smoothing, resolve_loss
+from dlopt.train.schedules import check_interval
+from dlopt.train.scores import check_metrics
+from dlopt.train.signals import SignalCatcher
+from dlopt.train.sources import (
+    BatchSource,
+    DataLike,
+    batch_source,
+    check_source,
+    eval_batches,
+    in_memory,
+    to_device,
+)
 from dlopt.train.state import TrainState
+from dlopt.train.step import GradientCheck, Precision, check_max_norm, divergence
+from dlopt.train.swa import SWA
 
-DataLike = Dataset | tuple[Tensor, Tensor]
 _HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end")
 
 
@@ -36,17 +46,32 @@ class Trainer:
 
     Any ``torch.optim`` optimizer works; closure-based ones (L-BFGS, or any optimizer with
     ``requires_closure = True``) get a closure. The LR `scheduler` steps once per epoch
-    (ReduceLROnPlateau with ``val_loss``, else ``loss``). With `nan_guard` a non-finite loss or
-    gradient is caught before ``optimizer.step()``: parameters stay as they were, the run stops
-    and :class:`TrainingDiverged` is raised after the ``on_fit_end`` hooks.
+    (ReduceLROnPlateau with ``val_loss``, else ``loss``), or after every optimizer step with
+    ``scheduler_interval="step"`` (see :mod:`dlopt.train.schedules`). With `nan_guard` a
+    non-finite loss or gradient is caught before ``optimizer.step()``: parameters stay as they
+    were, the run stops and :class:`TrainingDiverged` is raised after the ``on_fit_end`` hooks.
+
+    The training data is in memory (a Dataset, an (X, y) pair, a Batches: sliced by index, the
+    batch order of epoch e drawn from (seed, e)) or any re-iterable of (x, y) batches such as a
+    ``DataLoader`` (see :mod:`dlopt.train.sources` for when its resume is exact).
 
     Everything needed to continue a run bit-for-bit is in :meth:`state_dict`: model, optimizer,
-    scheduler, callbacks, position (epoch, batch, step), accumulators and every RNG state. The
-    batch order of epoch e is drawn from (seed, e), so it needs no state.
+    scheduler, callbacks, position (epoch, batch, step), accumulators and every RNG state.
 
     `augment` (``aug(x, generator) -> x'``, see :mod:`dlopt.augment`) transforms every training
     batch's inputs, never evaluation's; its generator is seeded from (seed, step), so a resumed
     run draws the same augmentations.
+
+    Args:
+        clip_grad_norm: Rescale the gradients to this total 2-norm when larger, before each
+            step (``torch.nn.utils.clip_grad_norm_``); first-order optimizers only.
+        label_smoothing: ε of the cross-entropy loss (``F.cross_entropy(label_smoothing=ε)``);
+            every logged loss, validation's included, is the smoothed one.
+        mixed_precision: Forward and loss under ``torch.autocast`` (see
+            :class:`~dlopt.train.step.Precision`); evaluation stays in full precision.
+        metrics: Names from :data:`dlopt.train.scores.METRICS` (or ``top{k}_accuracy``),
+            logged for the validation data as ``val_<name>`` and returned by :meth:`evaluate`.
+        swa: Stochastic weight averaging (:class:`~dlopt.train.swa.SWA`).
     """
 
     def __init__(
@@ -58,6 +83,7 @@ class Trainer:
         max_epochs: int = 10,
         batch_size: int = 64,
         scheduler: Any = None,
+        scheduler_interval: str = "epoch",
         callbacks: Sequence[Callback] = (),
         seed: int = 0,
         nan_guard: bool = True,
@@ -65,6 +91,11 @@ class Trainer:
         handle_signals: bool = False,
         penalties: Sequence[Penalty] = (),
         augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+        clip_grad_norm: float | None = None,
+        label_smoothing: float = 0.0,
+        mixed_precision: bool = False,
+        metrics: Sequence[str] = (),
+        swa: SWA | None = None,
     ) -> None:
         if augment is not None and not callable(augment):
             raise TypeError(
@@ -78,26 +109,42 @@ class Trainer:
         self.max_epochs = check_positive_int("max_epochs", max_epochs, caller="Trainer", minimum=0)
         self.batch_size = check_positive_int("batch_size", batch_size, caller="Trainer")
         self.scheduler = scheduler
+        self.scheduler_interval = check_interval(scheduler_interval, scheduler)
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)  # stable: list order kept
         self.seed = seed
         self.nan_guard = nan_guard
         self.train_metrics = train_metrics
         self.handle_signals = handle_signals
         self.penalties = list(penalties)
+        self.clip_grad_norm = check_max_norm(clip_grad_norm)
+        self.label_smoothing = check_label_smoothing(label_smoothing, loss)
+        self.mixed_precision = bool(mixed_precision)
+        self.metrics = check_metrics(metrics)
+        if swa is not None and not isinstance(swa, SWA):
+            raise TypeError(f"Trainer(swa=...) must be a dlopt.train.SWA or None; got {swa!r}.")
+        self.swa = swa
         self.state = TrainState(max_epochs=self.max_epochs)
         self._hooks = {
             h: [cb for cb in self.callbacks if getattr(type(cb), h) is not getattr(Callback, h)]
             for h in _HOOKS
         }
-        self._signal: int | None = None
-        self._found_inf: tuple[Tensor, Tensor] | None = None  # (found flag, scale 1)
+        self._signals = SignalCatcher()
+        self._grads_finite = GradientCheck()
         self._last_loss = math.nan
         self._params: list[Tensor] = []
+        self._source: BatchSource | None = None
         self._train_xy: tuple[Tensor, Tensor] | None = None
         self._fingerprint: str | None = None  # of the training data, computed when first needed
+        self._precision = Precision(False, torch.device("cpu"))
         self._closure = bool(getattr(self.optimizer, "requires_closure", False)) or isinstance(
             self.optimizer, torch.optim.LBFGS
         )
+        if self._closure and (self.mixed_precision or self.clip_grad_norm is not None):
+            raise ValueError(
+                f"Trainer(mixed_precision=..., clip_grad_norm=...) apply to first-order steps; "
+                f"{type(self.optimizer).__name__} runs its own line search: got "
+                f"mixed_precision={mixed_precision!r}, clip_grad_norm={clip_grad_norm!r}."
+            )
         self._reset_accumulators()
 
     # ----------------------------------------------------------------- public API
@@ -108,50 +155,39 @@ class Trainer:
 
     def fit(
         self,
-        train: DataLike | Batches,
-        val: DataLike | None = None,
+        train: DataLike | Batches | Iterable[tuple[Tensor, Tensor]],
+        val: DataLike | Iterable[tuple[Tensor, Tensor]] | None = None,
         *,
         resume_from: str | Path | None = None,
     ) -> TrainState:
         """Train for `max_epochs` epochs (or until a callback stops the run); return the state.
 
-        `resume_from` continues the run saved in that checkpoint file (see :class:`Checkpoint`).
+        `train` and `val` are in-memory data or re-iterables of (x, y) batches (a
+        ``DataLoader``); anything else is a TypeError naming the accepted kinds. `resume_from`
+        continues the run saved in that checkpoint file (see :class:`Checkpoint`).
         """
-        batches = self._batches(train)
-        loss_fn, self._classification = resolve_loss(self.loss, batches.y)
-        self._loss_fn = loss_fn
-        self._params = [p for p in self.model.parameters() if p.requires_grad]
-        noisy = noise_layers(self.model) if self._closure else []
-        if noisy:
-            logging.getLogger("dlopt").warning(
-                "%s evaluates each batch several times along its line search, but %s draw "
-                "fresh noise at every evaluation: the search sees a different function each "
-                "time (expect short steps and failed searches); set the noise to 0 (in a "
-                "config: [model] dropout = 0) or use a first-order optimizer",
-                type(self.optimizer).__name__,
-                ", ".join(noisy),
-            )
-        for penalty in self.penalties:
-            penalty.bind(self.model, self.optimizer)
-        val_xy = self._to_device(val) if val is not None else None
-        self.state.max_epochs = self.max_epochs
-        self.state.batches_per_epoch = len(batches)
+        source = self._prepare(train)
+        if val is not None:
+            check_source(val, "Trainer.fit(val=...)")
+        val_data = self._to_device(val) if val is not None and in_memory(val) else val
         if resume_from is not None:
             payload, used = load_checkpoint(resume_from)
             try:
                 self.load_state_dict(payload)
             except CheckpointError as exc:
                 raise CheckpointError(exc.reason, source=used) from None
-        with self._signals():
+        with self._signals.installed(self.handle_signals):
             for cb in self._hooks["on_fit_start"]:
                 cb.on_fit_start(self)
             while self.state.epoch < self.max_epochs and not self.state.should_stop:
                 for cb in self._hooks["on_epoch_start"]:
                     cb.on_epoch_start(self)
-                self._run_batches(batches)
+                self._run_batches(source)
                 if self.state.should_stop:
                     break
-                self._end_epoch(val_xy)
+                self._end_epoch(val_data)
+            if self.swa is not None and not (self.state.diverged or self.state.interrupted):
+                self.swa.finish(self.model, source.inputs())
             for cb in self._hooks["on_fit_end"]:
                 cb.on_fit_end(self)
         if self.state.diverged:
@@ -163,59 +199,82 @@ class Trainer:
         return self.state
 
     @torch.no_grad()
-    def evaluate(self, data: DataLike, batch_size: int = 4096) -> dict[str, float]:
-        """Mean loss (and accuracy for classification) over `data`, in eval mode."""
-        X, y = self._to_device(data)
-        loss_fn, classification = resolve_loss(self.loss, y)
-        total, correct = 0.0, 0.0
-        with _eval_mode(self.model):
-            for i in range(0, len(X), batch_size):
-                out = self.model(X[i : i + batch_size])
-                total += float(loss_fn(out, y[i : i + batch_size])) * len(out)
-                if classification:
-                    correct += float((out.argmax(-1) == y[i : i + batch_size]).sum())
-        metrics = {"loss": total / len(X)}
-        if classification:
-            metrics["accuracy"] = correct / len(X)
-        return metrics
+    def evaluate(
+        self, data: DataLike | Iterable[tuple[Tensor, Tensor]], batch_size: int = 4096
+    ) -> dict[str, float]:
+        """Mean loss (and accuracy for classification, and `metrics`) over `data`, in eval
+        mode; `data` is in memory or a re-iterable of (x, y) batches."""
+        batches = eval_batches(data, batch_size, self.seed, *self._device_dtype())
+        return evaluate_batches(self.model, batches, self._resolve_loss, self.metrics)
 
     @torch.no_grad()
     def predict(self, X: Tensor, batch_size: int = 4096) -> Tensor:
         """Model outputs for `X` in eval mode (logits for classifiers)."""
         X = X.to(*self._device_dtype())
-        with _eval_mode(self.model):
+        with eval_mode(self.model):
             return torch.cat(
                 [self.model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
             )
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue bit-for-bit (plain types and tensors)."""
+        return resume.trainer_state(self)
+
+    def load_state_dict(self, payload: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; any mismatch with this run is a CheckpointError."""
+        resume.restore_trainer(self, payload)
+
+    # ----------------------------------------------------------------- set-up
+    def _prepare(self, train: object) -> BatchSource:
+        device, dtype = self._device_dtype()
+        source, self._train_xy = batch_source(train, self.batch_size, self.seed, device, dtype)
+        self._source, self._fingerprint = source, None
+        self._loss_fn, self._classification = self._resolve_loss(source.targets_sample())
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self._precision = Precision(self.mixed_precision, device)
+        if self._closure:
+            warn_if_noisy(self.model, self.optimizer)
+        for penalty in self.penalties:
+            penalty.bind(self.model, self.optimizer)
+        if self.swa is not None:
+            self.swa.bind(self.model, self.optimizer, self.callbacks)
+        self.state.max_epochs = self.max_epochs
+        self.state.batches_per_epoch = source.batches_per_epoch
+        return source
+
+    def _resolve_loss(self, target: Tensor) -> tuple[LossFn, bool]:
+        loss_fn, classification = resolve_loss(self.loss, target)
+        if self.label_smoothing:
+            if loss_fn is not F.cross_entropy:
+                raise ValueError(
+                    "Trainer(label_smoothing=...) smooths the cross-entropy of class targets; "
+                    f"this run's loss is {self.loss!r} on {target.dtype} targets: got "
+                    f"label_smoothing={self.label_smoothing!r}."
+                )
+            loss_fn = functools.partial(F.cross_entropy, label_smoothing=self.label_smoothing)
+        return loss_fn, classification
+
     # ----------------------------------------------------------------- the loop
-    def _run_batches(self, batches: Batches) -> None:
-        state, model, optimizer, loss_fn = self.state, self.model, self.optimizer, self._loss_fn
+    def _run_batches(self, source: BatchSource) -> None:
+        state = self.state
         batch_hooks = self._hooks["on_batch_end"]
-        model.train()
-        for xb, yb in batches.epoch(state.epoch, state.batch):
+        step_scheduler = self.scheduler if self.scheduler_interval == "step" else None
+        if self.swa is not None and self.swa.active(state.epoch - 1):
+            step_scheduler = None  # SWALR has taken over the LR
+        self.model.train()
+        for xb, yb in source.epoch(state.epoch, state.batch):
             if self.augment is not None:
                 xb = self._augmented(xb)
             if self._closure:
-                loss, out = self._closure_step(xb, yb)
+                loss, out = closure_step(self, xb, yb)
             else:
-                optimizer.zero_grad(set_to_none=True)
-                out = model(xb)
-                loss = loss_fn(out, yb)
-                objective = self._regularized(loss)
-                objective.backward()
-                if self.nan_guard and not self._finite(objective):
-                    self._diverge(objective)
-                elif self.nan_guard and self.penalties:
-                    self._last_loss = loss.item()  # log the data loss, not J + λR
+                loss, out = self._gradient_step(xb, yb)
             if state.diverged:
                 return
-            if not self._closure:
-                for penalty in self.penalties:
-                    penalty.before_step()
-                optimizer.step()
             for penalty in self.penalties:
                 penalty.after_step()
+            if step_scheduler is not None:
+                step_scheduler.step()
             state.step += 1
             state.batch += 1
             if self.nan_guard and not self._closure:  # the guard has read the loss already
@@ -225,12 +284,36 @@ class Trainer:
             if self._classification and self.train_metrics and out is not None:
                 self._correct.add_((out.argmax(-1) == yb).sum())
             self._seen += len(yb)
-            if self._signal is not None:
+            if self._signals.caught is not None:
                 self._take_signal()
             for cb in batch_hooks:
                 cb.on_batch_end(self)
             if state.should_stop:
                 return
+
+    def _gradient_step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+        """zero_grad, forward, backward, guard, clip, step; returns (data loss, output)."""
+        optimizer, precision = self.optimizer, self._precision
+        optimizer.zero_grad(set_to_none=True)
+        with precision.autocast():
+            out = self.model(xb)
+            loss = self._loss_fn(out, yb)
+        objective = self._regularized(loss)
+        precision.backward(objective)
+        precision.unscale(optimizer)
+        if self.nan_guard:
+            # with a GradScaler, overflowing float16 gradients are its to skip, not divergence
+            if not self._finite(objective, grads=precision.scaler is None):
+                self._diverge(objective)
+                return loss, out
+            if self.penalties:
+                self._last_loss = loss.item()  # log the data loss, not J + λR
+        if self.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self._params, self.clip_grad_norm)
+        for penalty in self.penalties:
+            penalty.before_step()
+        precision.step(optimizer)
+        return loss, out
 
     def _augmented(self, xb: Tensor) -> Tensor:
         assert self.augment is not None
@@ -247,41 +330,6 @@ class Trainer:
             )
         return out
 
-    def _closure_step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor | None]:
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        snapshot = [p.detach().clone() for p in params] if self.nan_guard else []
-        first: list[Tensor] = []
-        bad: list[Tensor] = []
-        # dlopt's second-order methods reject a non-finite trial step themselves (their line
-        # search shrinks it): only the loss and gradients where they stop are the guard's
-        own_guard = getattr(self.optimizer, "handles_nonfinite_trials", False)
-        check_trials = self.nan_guard and not own_guard
-
-        def closure() -> Any:  # torch.optim types closures as returning float
-            self.optimizer.zero_grad(set_to_none=True)
-            out = self.model(xb)
-            loss = self._regularized(self._loss_fn(out, yb))
-            if getattr(self.optimizer, "closure_backward", True):
-                loss.backward()
-            if not first:
-                first.append(out.detach())
-            if check_trials and not bad and not self._finite(loss):
-                bad.append(loss.detach())
-            return loss
-
-        for penalty in self.penalties:
-            penalty.before_step()
-        stepped = self.optimizer.step(closure)
-        loss = stepped if isinstance(stepped, Tensor) else torch.tensor(float(stepped))
-        if self.nan_guard and own_guard and not self._finite(loss):
-            bad.append(loss.detach())
-        if self.nan_guard and (bad or not all(bool(p.isfinite().all()) for p in params)):
-            with torch.no_grad():
-                for p, saved in zip(params, snapshot, strict=True):
-                    p.copy_(saved)
-            self._diverge(bad[0] if bad else torch.tensor(math.nan))
-        return loss, (first[0] if first else None)
-
     def _regularized(self, loss: Tensor) -> Tensor:
         """J + λR: the penalties' coupled terms join the loss before backward."""
         for penalty in self.penalties:
@@ -290,47 +338,16 @@ class Trainer:
                 loss = loss + term
         return loss
 
-    def _finite(self, loss: Tensor) -> bool:
-        """Are the loss and every gradient finite? Two scalar reads, no per-gradient sync.
-
-        The gradients go through the fused kernel behind ``torch.amp.GradScaler`` (scale 1
-        leaves them bit-identical): ~10 µs per step on CPU, where an inf-norm per gradient
-        costs ~200 µs.
-        """
+    def _finite(self, loss: Tensor, grads: bool = True) -> bool:
+        """Are the loss and (with `grads`) every gradient finite? Two scalar reads."""
         self._last_loss = value = loss.item()
-        if not math.isfinite(value):
-            return False
-        grads = [p.grad for p in self._params if p.grad is not None]
-        if not grads:
-            return True
-        device = grads[0].device
-        if self._found_inf is None or self._found_inf[0].device != device:
-            self._found_inf = (torch.zeros(1, device=device), torch.ones(1, device=device))
-        found, unit_scale = self._found_inf
-        found.zero_()
-        try:
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, unit_scale)
-        except RuntimeError:  # grads on several devices, sparse grads: the portable way
-            found = torch.stack([g.sum().to(device) for g in grads]).sum().isfinite().logical_not()
-        return found.item() == 0
+        return math.isfinite(value) and (not grads or self._grads_finite(self._params))
 
     def _diverge(self, loss: Tensor) -> None:
-        state = self.state
-        where = f"at epoch {state.epoch + 1} step {state.step + 1}"
-        value = float(loss.detach()) if loss.numel() == 1 else math.nan
-        if not math.isfinite(value):
-            what = f"loss became {'NaN' if math.isnan(value) else 'inf'} {where}"
-        else:
-            names = [
-                n
-                for n, p in self.model.named_parameters()
-                if p.grad is not None and not bool(p.grad.isfinite().all())
-            ]
-            what = f"gradient of {names[0] if names else 'a parameter'} became non-finite {where}"
-        state.diverged = True
-        self.request_stop(what + "; parameters kept from the last finite step")
+        self.state.diverged = True
+        self.request_stop(divergence(self.model, loss, self.state.epoch, self.state.step))
 
-    def _end_epoch(self, val: tuple[Tensor, Tensor] | None) -> None:
+    def _end_epoch(self, val: Any) -> None:
         state = self.state
         metrics: dict[str, float] = {"epoch": float(state.epoch + 1)}
         seen = max(self._seen, 1)
@@ -345,20 +362,26 @@ class Trainer:
         if val is not None:
             metrics.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
         metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
-        if self.scheduler is not None:
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.scheduler.step(metrics.get("val_loss", metrics["loss"]))
-            else:
-                self.scheduler.step()
+        self._schedule_epoch(metrics)
         self._reset_accumulators()
         state.epoch += 1
         state.batch = 0
         state.metrics = metrics
         state.history.append(metrics)
-        if self._signal is not None:
+        if self._signals.caught is not None:
             self._take_signal()
         for cb in self._hooks["on_epoch_end"]:
             cb.on_epoch_end(self)
+
+    def _schedule_epoch(self, metrics: dict[str, float]) -> None:
+        """The end-of-epoch LR step: SWA's once it has begun, else the epoch scheduler's."""
+        if self.swa is not None and self.swa.active(self.state.epoch):
+            self.swa.epoch_end(self.model)
+        elif self.scheduler is not None and self.scheduler_interval == "epoch":
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(metrics.get("val_loss", metrics["loss"]))
+            else:
+                self.scheduler.step()
 
     def _reset_accumulators(self) -> None:
         device = self._device_dtype()[0]
@@ -367,6 +390,13 @@ class Trainer:
         self._loss_sum_host = 0.0
         self._seen = 0
 
+    def _take_signal(self) -> None:
+        self.state.interrupted = self._signals.caught
+        self.request_stop(
+            f"interrupted by {self._signals.name()} at epoch {self.state.epoch + 1} "
+            f"step {self.state.step}"
+        )
+
     # ----------------------------------------------------------------- data and devices
     def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
         for p in self.model.parameters():
@@ -374,235 +404,10 @@ class Trainer:
         return torch.device("cpu"), torch.float32
 
     def _to_device(self, data: DataLike) -> tuple[Tensor, Tensor]:
-        X, y = (data.X, data.y) if isinstance(data, Dataset) else data
-        device, dtype = self._device_dtype()
-        y = y.to(device, dtype) if torch.is_floating_point(y) else y.to(device)
-        return X.to(device, dtype), y
-
-    def _batches(self, train: DataLike | Batches) -> Batches:
-        if isinstance(train, Batches):
-            X, y = self._to_device((train.X, train.y))
-            batches = Batches(
-                X,
-                y,
-                train.batch_size,
-                shuffle=train.shuffle,
-                seed=train.seed,
-                drop_last=train.drop_last,
-            )
-        else:
-            X, y = self._to_device(train)
-            batches = Batches(X, y, self.batch_size, seed=self.seed)
-        self._train_xy, self._fingerprint = (X, y), None
-        return batches
+        return to_device(data, *self._device_dtype())
 
     def _data_fingerprint(self) -> str:
-        """SHA-256 of the training data, for resume checks: hashed only when a checkpoint is
-        written or read, not on every fit."""
+        """SHA-256 of the in-memory training data ("" for a loader), hashed once per fit."""
         if self._fingerprint is None:
-            if self._train_xy is None:
-                return ""
-            X, y = self._train_xy
-            self._fingerprint = Dataset(X.cpu(), y.cpu(), "regression", "train").fingerprint()
+            self._fingerprint = resume.fingerprint(self._train_xy)
         return self._fingerprint
-
-    # ----------------------------------------------------------------- signals
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, _frame: object) -> None:
-            self._signal = signum
-            signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-    def _take_signal(self) -> None:
-        self.state.interrupted = self._signal
-        name = signal.Signals(self._signal).name if self._signal else "signal"
-        self.request_stop(
-            f"interrupted by {name} at epoch {self.state.epoch + 1} step {self.state.step}"
-        )
-
-    # ----------------------------------------------------------------- state
-    def _callback_keys(self) -> list[str]:
-        seen: dict[str, int] = {}
-        keys = []
-        for cb in self.callbacks:
-            name = type(cb).__name__
-            keys.append(f"{name}#{seen.get(name, 0)}")
-            seen[name] = seen.get(name, 0) + 1
-        return keys
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to continue bit-for-bit (plain types and tensors)."""
-        s = self.state
-        finished_stop = s.should_stop and s.batch == 0 and not s.interrupted and not s.diverged
-        state = s.to_dict() | {"stop_reason": s.stop_reason if finished_stop else None}
-        np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))
-        return {
-            "format": FORMAT,
-            "kind": "trainer",
-            "version": 1,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "callbacks": {
-                k: cb.state_dict()
-                for k, cb in zip(self._callback_keys(), self.callbacks, strict=True)
-            },
-            "state": state,
-            "accumulators": {
-                "loss_sum": self._loss_sum.cpu(),
-                "correct": self._correct.cpu(),
-                "loss_sum_host": self._loss_sum_host,
-                "seen": self._seen,
-            },
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": [str(np_state[0]), np_state[1].tolist(), *map(_plain, np_state[2:])],
-                "python": random.getstate(),
-            },
-            "meta": {
-                "seed": self.seed,
-                "batch_size": self.batch_size,
-                "data": self._data_fingerprint(),
-                "optimizer": type(self.optimizer).__name__,
-                "threads": torch.get_num_threads(),
-                "torch": str(torch.__version__),
-            },
-        }
-
-    def load_state_dict(self, payload: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; any mismatch with this run is a CheckpointError."""
-        try:
-            meta = payload["meta"]
-            expected = {
-                "seed": self.seed,
-                "batch_size": self.batch_size,
-                "optimizer": type(self.optimizer).__name__,
-            }
-            if self._train_xy is not None:
-                expected["data"] = self._data_fingerprint()
-            for key, value in expected.items():
-                if meta[key] != value:
-                    raise CheckpointError(
-                        f"was saved with {key} {meta[key]!r} but this run has "
-                        f"{value!r}; refusing to resume a different run"
-                    )
-            _check_model_matches(self.model.state_dict(), payload["model"])
-            _check_finite(payload["model"])
-            self.model.load_state_dict(payload["model"], strict=True)
-            _check_groups(self.optimizer.param_groups, payload["optimizer"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(payload["scheduler"])
-            saved_callbacks = payload["callbacks"]
-            for key, cb in zip(self._callback_keys(), self.callbacks, strict=True):
-                if key in saved_callbacks:
-                    cb.load_state_dict(saved_callbacks[key])
-            self.state.load_dict(payload["state"])
-            acc = payload["accumulators"]
-            device = self._device_dtype()[0]
-            self._loss_sum = acc["loss_sum"].to(device, torch.float64)
-            self._correct = acc["correct"].to(device, torch.int64)
-            self._loss_sum_host = float(acc["loss_sum_host"])
-            self._seen = int(acc["seen"])
-            s = self.state
-            if self._loss_sum.numel() != 1 or self._correct.numel() != 1 or self._seen < 0:
-                raise CheckpointError("holds accumulators of the wrong shape or sign; refused")
-            self._loss_sum, self._correct = self._loss_sum.reshape(()), self._correct.reshape(())
-            if min(s.epoch, s.batch, s.step) < 0 or s.batch > max(s.batches_per_epoch, 1):
-                raise CheckpointError(
-                    f"holds an impossible position (epoch {s.epoch}, batch {s.batch}, "
-                    f"step {s.step}); refused"
-                )
-            rng = payload["rng"]
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-            name, keys, *rest = rng["numpy"]
-            np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
-            random.setstate(_tuples(rng["python"]))
-        except CheckpointError:
-            raise
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            raise CheckpointError(f"does not match this run: {reason}") from None
-        if self.state.stop_reason:
-            self.state.should_stop = True  # the saved run had already stopped for good
-        if meta.get("threads") != torch.get_num_threads():
-            logging.getLogger("dlopt").warning(
-                "checkpoint was written with %s threads, this process uses %s: results may "
-                "differ in the last bits",
-                meta.get("threads"),
-                torch.get_num_threads(),
-            )
-
-
-def _check_model_matches(ours: dict[str, Tensor], saved: Any) -> None:
-    """Name the first difference between two state dicts' keys and shapes."""
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"its model state is a {type(saved).__name__}, not a dict")
-    missing = [k for k in ours if k not in saved]
-    extra = [k for k in saved if k not in ours]
-    if missing or extra:
-        raise CheckpointError(f"holds another model: missing {missing[:3]}, unexpected {extra[:3]}")
-    for key, tensor in ours.items():
-        theirs = saved[key]
-        if not isinstance(theirs, Tensor) or theirs.shape != tensor.shape:
-            shape = tuple(theirs.shape) if isinstance(theirs, Tensor) else type(theirs).__name__
-            raise CheckpointError(
-                f"holds another model: {key} is {shape} in the checkpoint but "
-                f"{tuple(tensor.shape)} here"
-            )
-
-
-def _check_groups(ours: list[dict[str, Any]], saved: Any) -> None:
-    """Every numeric hyper-parameter of the saved groups (lr, betas' kin) is a finite number
-    where ours is one: a string lr would fail only at the first step."""
-    groups = saved.get("param_groups") if isinstance(saved, dict) else None
-    if not isinstance(groups, list) or len(groups) != len(ours):
-        raise CheckpointError("holds optimizer groups that do not match this run")
-    for mine, theirs in zip(ours, groups, strict=True):
-        if not isinstance(theirs, dict):
-            raise CheckpointError("holds an optimizer group that is not a dict")
-        for key, value in mine.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            got = theirs.get(key)
-            if isinstance(got, bool) or not isinstance(got, int | float) or not math.isfinite(got):
-                raise CheckpointError(f"holds optimizer {key} = {got!r}, not a finite number")
-
-
-def _check_finite(saved: dict[str, Any]) -> None:
-    """Refuse weights that are NaN or inf: training could only go on from garbage."""
-    for key, tensor in saved.items():
-        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
-            raise CheckpointError(f"holds non-finite (NaN or inf) values in {key}; refused")
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
