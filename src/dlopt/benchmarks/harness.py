@@ -210,7 +210,9 @@ def run_benchmark(
             f"not on {where}.",
             source="bench",
         )
-    with pinned(threads):
+    from dlopt.train.progress import quiet_trainers
+
+    with pinned(threads), quiet_trainers():
         report = bench.run(repeats, where)
     if echo:
         print(report.render())

@@ -301,10 +301,13 @@ Task = tuple[str, str, int, int, bool]  # experiment id, data set, seed index, s
 
 def _run_task(task: Task, out: Path, quick: bool) -> Measured | str:
     """One seed of one experiment: its measurements, or the error text if it crashed."""
+    from dlopt.train.progress import quiet_trainers
+
     exp_id, data, _, seed, first = task
     exp = EXPERIMENTS[exp_id]
     try:
-        return exp.run(Context(exp_id, out, quick, seed, data, first))
+        with quiet_trainers():  # the experiment's many models: reproduce shows its own progress
+            return exp.run(Context(exp_id, out, quick, seed, data, first))
     except DloptError:
         raise
     except Exception as exc:  # a crashed experiment is reported, and the run says so

@@ -27,8 +27,9 @@ from dlopt.lab.build import (
 )
 from dlopt.lab.config import RunConfig
 from dlopt.lab.folder import locked, store_or_check_config, write_config
-from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar
+from dlopt.train.callbacks import Callback, EarlyStopping, History
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, previous_path
+from dlopt.train.progress import ProgressBar
 from dlopt.train.trainer import Trainer
 
 

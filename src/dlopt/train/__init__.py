@@ -1,9 +1,10 @@
 """Training: the Trainer, its callbacks, checkpoints and metrics."""
 
 from dlopt.train.batchnorm_callbacks import ActivationDiagnostics, RecalibrateBatchNorm
-from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar, write_history
+from dlopt.train.callbacks import Callback, EarlyStopping, History, write_history
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from dlopt.train.metrics import LOSSES, accuracy, mse_loss
+from dlopt.train.progress import ProgressBar, quiet_trainers
 from dlopt.train.schedules import one_cycle, warmup, warmup_cosine
 from dlopt.train.scores import METRICS
 from dlopt.train.state import TrainState
@@ -27,6 +28,7 @@ __all__ = [
     "load_checkpoint",
     "mse_loss",
     "one_cycle",
+    "quiet_trainers",
     "save_checkpoint",
     "warmup",
     "warmup_cosine",

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import math
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,41 +144,3 @@ def write_history(history: list[dict[str, float]], csv_path: Path, json_path: Pa
     writer.writerows(history)
     write_text_atomic(csv_path, buffer.getvalue())
     write_text_atomic(json_path, json.dumps(history, indent=1, allow_nan=True))
-
-
-class ProgressBar(Callback):
-    """A rich progress bar over epochs with the latest metrics; silent when not on a terminal."""
-
-    def __init__(self, *, enabled: bool | None = None) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._progress: Any = None
-        self._task: Any = None
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        if not self.enabled:
-            return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("epoch {task.completed}/{task.total}"),
-            BarColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.description}"),
-            transient=False,
-        )
-        self._task = self._progress.add_task(
-            "", total=trainer.state.max_epochs, completed=trainer.state.epoch
-        )
-        self._progress.start()
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        if self._progress is not None:
-            shown = "  ".join(
-                f"{k} {v:.4g}" for k, v in trainer.state.metrics.items() if k not in ("epoch", "lr")
-            )
-            self._progress.update(self._task, completed=trainer.state.epoch, description=shown)
-
-    def on_fit_end(self, trainer: Trainer) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None

@@ -22,6 +22,7 @@ from dlopt.train.checkpoint import load_checkpoint
 from dlopt.train.closure import closure_step, warn_if_noisy
 from dlopt.train.evaluation import eval_mode, evaluate_batches
 from dlopt.train.metrics import LossFn, check_label_smoothing, resolve_loss
+from dlopt.train.progress import ProgressBar, progress_by_default
 from dlopt.train.schedules import check_interval
 from dlopt.train.scores import check_metrics
 from dlopt.train.signals import SignalCatcher
@@ -72,6 +73,9 @@ class Trainer:
         metrics: Names from :data:`dlopt.train.scores.METRICS` (or ``top{k}_accuracy``),
             logged for the validation data as ``val_<name>`` and returned by :meth:`evaluate`.
         swa: Stochastic weight averaging (:class:`~dlopt.train.swa.SWA`).
+        progress: Show progress (:class:`~dlopt.train.progress.ProgressBar`: a bar on a
+            terminal, a line per epoch elsewhere); None: yes, unless inside
+            :func:`~dlopt.train.progress.quiet_trainers`.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class Trainer:
         mixed_precision: bool = False,
         metrics: Sequence[str] = (),
         swa: SWA | None = None,
+        progress: bool | None = None,
     ) -> None:
         if augment is not None and not callable(augment):
             raise TypeError(
@@ -110,6 +115,11 @@ class Trainer:
         self.batch_size = check_positive_int("batch_size", batch_size, caller="Trainer")
         self.scheduler = scheduler
         self.scheduler_interval = check_interval(scheduler_interval, scheduler)
+        callbacks = list(callbacks)
+        if (progress_by_default() if progress is None else progress) and not any(
+            isinstance(cb, ProgressBar) for cb in callbacks
+        ):
+            callbacks.append(ProgressBar())
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)  # stable: list order kept
         self.seed = seed
         self.nan_guard = nan_guard
