@@ -17,15 +17,22 @@ from dlopt.optim.objective import Evaluation
 class Newton(Method):
     r"""Newton's method, δ = −H⁻¹g with the exact Hessian, solved by Cholesky.
 
-    When H is not positive definite, Levenberg–Marquardt damping: μ starts at
-    10⁻³·max|diag H| and grows ×10 until H + μI has a Cholesky factor, so δ is always a descent
-    direction; the line search (trying t = 1 first) does the rest. For small n only: forming H
-    costs n Hessian-vector products (batched) and n² memory.
+    When H has no Cholesky factor (indefinite or singular), the eigenvalue modification
+    (Greenstadt 1967; Gill, Murray & Wright, *Practical Optimization* §4.4.2; N&W §3.4):
+    H = QΛQᵀ → Q|Λ|Qᵀ, each |λᵢ| floored at ``FLOOR``·max|λ|, so δ is a descent direction that
+    keeps Newton's length along every eigenvector, the negative-curvature ones included (the
+    "saddle-free" step of Dauphin et al. 2014); the line search (trying t = 1 first) does the
+    rest. It replaced Levenberg–Marquardt damping (μ from 10⁻³·max|diag H|, ×10 until H + μI
+    factored), whose μ overshot |λ_min| up to tenfold and shrank every step on a long
+    indefinite stretch: on MGH's Biggs EXP6 116 evaluations against trust-exact's 39, now 23
+    (the battery's worst Newton ratio 2.97 → 2.00, Helical Valley; median 1.00; tools/mgh_table.py).
+    For small n only: forming H costs n Hessian-vector products (batched) and n² memory.
     """
 
     name = "newton"
     needs_curvature = True
     scaled = True
+    FLOOR = 1e-8  # relative floor on |λ| (≈ √ε; 1e-12 … 1e-6 give the battery's same counts)
 
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
         return self._solve(g, at), None
@@ -39,17 +46,18 @@ class Newton(Method):
             return self._solve_in(H.float(), g.float()).to(g.dtype)
         return self._solve_in(H, g)
 
-    @staticmethod
-    def _solve_in(H: Tensor, g: Tensor) -> Tensor:
-        eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+    @classmethod
+    def _solve_in(cls, H: Tensor, g: Tensor) -> Tensor:
         L, info = torch.linalg.cholesky_ex(H)
-        mu = 1e-3 * max(float(H.diagonal().abs().max()), 1e-12)
-        for _ in range(40):
-            if int(info) == 0:
-                return -torch.cholesky_solve(g[:, None], L)[:, 0]
-            L, info = torch.linalg.cholesky_ex(H + mu * eye)
-            mu *= 10
-        return -g
+        if int(info) == 0:
+            return -torch.cholesky_solve(g[:, None], L)[:, 0]
+        try:
+            lam, Q = torch.linalg.eigh(H)
+        except RuntimeError:  # torch.linalg.LinAlgError: eigh did not converge
+            return -g
+        size = lam.abs()
+        size = torch.clamp(size, min=cls.FLOOR * max(float(size.max()), 1e-300))
+        return -(Q @ ((Q.T @ g) / size))
 
 
 class NewtonCG(Method):
