@@ -77,12 +77,13 @@ def test_powell_badly_scaled_lbfgs_is_a_fair_exception():
 
 # median of the plain ratios of evaluations (ours / scipy's) and worst fair ratio (at equal
 # accuracy, see Comparison) over the problems scipy solves, as measured with
-# tools/mgh_table.py (2026-12-02), after Newton's eigenvalue modification: cg 0.92 / 1.56
-# (box-3d), bfgs 0.95 / 1.90 (freudenstein-roth), lbfgs 1.00 / 1.78 (…), newton-cg 0.87 / 1.62
-# (penalty2-4), newton vs trust-exact 1.00 / 2.00 (helical-valley; 2.97 on biggs-exp6 under
-# Levenberg–Marquardt damping). The medians must not pass 1.0, nor any problem 2×: lbfgs on
-# powell-badly-scaled is 2.24× plainly, 0.93× at equal accuracy (scipy stops on the valley's
-# flat floor at f = 2.4e-7; test_powell_badly_scaled_lbfgs_is_a_fair_exception)
+# tools/mgh_table.py (2026-12-02): cg 0.92 / 1.56 (box-3d), bfgs 0.95 / 1.90
+# (freudenstein-roth), lbfgs 1.00 / 1.17 (discrete-integral-10), newton-cg 0.87 / 1.62
+# (penalty2-4), newton vs trust-exact 1.00 / 1.97 (biggs-exp6; 2.97 under the former
+# Levenberg–Marquardt damping, see dlopt.optim.newton.Newton). The medians must not pass
+# their bounds (≤ 1.0), nor any problem 2×: lbfgs on powell-badly-scaled is 2.24× plainly,
+# 0.93× at equal accuracy (scipy stops on the valley's flat floor at f = 2.4e-7;
+# test_powell_badly_scaled_lbfgs_is_a_fair_exception)
 MEDIAN = {
     "cg": 0.95,
     "bfgs": 1.0,
