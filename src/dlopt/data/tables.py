@@ -170,8 +170,7 @@ def _precise(path: Path, text: str, label: str | None, label_optional: bool) -> 
                     f"not a number: {field[:40]!r}", source=path, where=f":{line}:{j + 1}"
                 ) from None
     numeric = all(_is_number(n) for n in names)
-    if numeric:
-        values[:, column] = [float(n) for n in names]
+    values[:, column] = [float(n) for n in names] if numeric else 0.0  # names: kept apart
     bad = ~np.isfinite(values)
     if bad.any():
         i, j = np.argwhere(bad)[0]
