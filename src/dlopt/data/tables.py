@@ -1,8 +1,8 @@
 """CSV tables: numeric features and a label column of numbers or class names.
 
-A plain numeric file is parsed in bulk by numpy (as fast as ``np.loadtxt``); anything the bulk
-parser does not take (quotes, blank lines, names, a bad field) goes through the precise reader,
-which accepts the same files and names the line and column of every problem.
+A plain numeric file is parsed in bulk by ``np.loadtxt``'s C reader; anything it does not take
+(quoted fields, class names, a bad field) goes through the precise reader, which accepts the
+same files and names the line and column of every problem.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from dlopt.errors import DataError
 
 MAX_CSV_BYTES = 1 << 30
 TASKS = ("auto", "classification", "regression")
-# bytes strtod reads differently from Python's float(): hex ("0x1p3"), "nan(…)", "infinity"
-_NOT_PLAIN = (b'"', b"x", b"X", b"n", b"N", b"i", b"I", b"_", b"\r", b"\t", b" ")
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,9 @@ def read_csv_table(
     """Parse `path`; with `label_optional`, a `label` the file does not name means the last
     column (a table to predict may come with or without its header)."""
     raw = read_input(path, DataError, kind="data file", max_bytes=MAX_CSV_BYTES)
+    bulk = _bulk(raw.removeprefix(b"\xef\xbb\xbf"))
+    if bulk is not None:
+        return _table(path, *bulk, label, label_optional)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -92,46 +93,39 @@ def read_csv_table(
         raise DataError(
             "contains a NUL byte; not a text table", source=path, where=f"@{text.index(chr(0))}"
         )
-    body = raw.removeprefix(b"\xef\xbb\xbf").rstrip(b"\n")
-    first_end = body.find(b"\n")
-    first = next(csv.reader([body[: first_end if first_end >= 0 else None].decode()]), [])
-    rest = body[first_end + 1 :] if first_end >= 0 else b""
-    if first and not all(_is_number(f) for f in first[:-1]):  # a header
-        values = _bulk(rest, len(first))
-        if values is not None:
-            return _table(path, [f.strip() for f in first], values, label, label_optional)
-    elif first and not _is_number(first[-1]):  # a header, or a first row with a class name
-        values = _bulk(rest, len(first))
-        if values is not None:  # numeric labels below: the word was the label's name
-            return _table(path, [f.strip() for f in first], values, label, label_optional)
-    elif first:
-        values = _bulk(body, len(first))
-        if values is not None:
-            return _table(path, None, values, label, label_optional)
     return _precise(path, text, label, label_optional)
 
 
-def _bulk(body: bytes, width: int) -> np.ndarray | None:
-    """The (rows, width) values of a plain numeric block, or None when the precise reader
-    must look at it (which then finds the problem, or reads what this does not)."""
-    if not body or width < 2 or any(c in body for c in _NOT_PLAIN):
+def _bulk(body: bytes) -> tuple[list[str] | None, np.ndarray] | None:
+    """(header, values (rows, width)) of a plain numeric table, parsed by ``np.loadtxt``'s C
+    reader; None when the precise reader must look at it (which then finds the problem, or
+    reads what this does not: quoted fields, names, ``1_000``)."""
+    end = body.find(b"\n")
+    try:
+        first = next(csv.reader([body[: end if end >= 0 else None].decode()]), [])
+    except (UnicodeDecodeError, csv.Error):
         return None
-    if b",," in body or b"\n," in body or b",\n" in body or b"\n\n" in body:
-        return None  # an empty field or a blank line
-    if body.startswith(b",") or body.endswith(b","):
+    if len(first) < 2:
         return None
-    lines = body.split(b"\n")
-    if any(line.count(b",") != width - 1 for line in lines):
-        return None
+    # a header: a word among the features, or a last word above numeric labels (else the
+    # first row is data with a class name, and names are not for the bulk parser)
+    header = not all(_is_number(f) for f in first)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error")  # "input contained no data" and the like
         try:
-            values = np.fromstring(b",".join(lines), sep=",")
-        except (ValueError, DeprecationWarning):
+            values = np.loadtxt(
+                io.BytesIO(body),
+                delimiter=",",
+                comments=None,
+                skiprows=int(header),
+                dtype=np.float64,
+                ndmin=2,
+            )
+        except (ValueError, UserWarning):
             return None
-    if values.size != len(lines) * width or not np.isfinite(values).all():
+    if not len(values) or values.shape[1] != len(first) or not np.isfinite(values).all():
         return None
-    return values.reshape(len(lines), width)
+    return ([f.strip() for f in first] if header else None), values
 
 
 def _precise(path: Path, text: str, label: str | None, label_optional: bool) -> CsvTable:
