@@ -241,3 +241,25 @@ def test_an_ensemble_run_evaluates_to_its_metrics(tmp_path, capsys):
         == 0
     )
     assert set(out.read_text().split()[1:]) <= {"setosa", "versicolor", "virginica"}
+
+
+def test_the_readme_iris_commands_round_trip(tmp_path, monkeypatch, capsys):
+    """README "Your own data" / "Use a trained model": train, evaluate, predict."""
+    monkeypatch.chdir(tmp_path)  # the config's data path is read beside the config
+    run = tmp_path / "runs" / "iris"
+    assert main(["train", str(ROOT / "examples" / "iris.toml"), "--out", str(run), "-q"]) == 0
+    assert main(["evaluate", str(run)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    stored = json.loads((run / "metrics.json").read_text())
+    assert printed["test_accuracy"] == stored["test_accuracy"] > 0.85
+    assert printed["test_loss"] == stored["test_loss"]
+    preds = tmp_path / "preds.csv"
+    data = str(ROOT / "examples" / "iris.csv")
+    assert main(["predict", str(run), data, "--out", str(preds), "--proba"]) == 0
+    rows = list(csv.reader(preds.read_text().splitlines()))
+    truth = [r[-1] for r in csv.reader((ROOT / "examples" / "iris.csv").read_text().splitlines())]
+    assert (
+        len(rows) == 151
+        and np.mean([r[0] == t for r, t in zip(rows[1:], truth[1:], strict=True)]) > 0.85
+    )
+    np.testing.assert_allclose([sum(map(float, r[1:])) for r in rows[1:]], 1.0, rtol=1e-6)
