@@ -185,6 +185,8 @@ def datasets_show(
     if data.task == "classification":
         counts = data.y.bincount(minlength=data.n_classes).tolist()
         print(f"classes     {data.n_classes}  (counts {counts})")
+        if data.class_names:
+            print(f"names       {', '.join(data.class_names)}")
     else:
         print(f"target      mean {float(data.y.mean()):.4g}, std {float(data.y.std()):.4g}")
     try:
