@@ -1,4 +1,4 @@
-"""The ``dlopt`` command line: train, datasets, reproduce, bench.
+"""The ``dlopt`` command line: train, evaluate, predict, search, datasets, reproduce, bench.
 
 Exit codes: 0 ok · 1 internal bug (traceback only with --debug) · 2 bad input or usage (one line
 ``error: …`` on stderr) · 3 training diverged · 130 SIGINT · 143 SIGTERM.
@@ -98,6 +98,49 @@ def train(
         raise typer.Exit(EXIT_SIGINT if result.interrupted == signal.SIGINT else EXIT_SIGTERM)
 
 
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run folder (dlopt train CONFIG --out RUN).")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate on all of this data set or file (default: the run's test split)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the metrics (default RUN/evaluation.json).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, …")] = "cpu",
+) -> None:
+    """Test metrics of a trained run; on its own data, the numbers in RUN/metrics.json."""
+    import json
+
+    from dlopt._io import write_text_atomic
+    from dlopt.lab.reuse import evaluate_run, load_run
+
+    metrics = evaluate_run(load_run(run, device=device), data)
+    summary = {"data": data or "test split", **metrics}
+    write_text_atomic(out or run / "evaluation.json", json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run folder (dlopt train CONFIG --out RUN).")],
+    data: Annotated[
+        str, typer.Argument(help="Features: a CSV (label column optional) or a data set.")
+    ],
+    out: Annotated[Path, typer.Option(help="Predictions CSV to write.")] = Path("predictions.csv"),
+    proba: Annotated[bool, typer.Option(help="Add each class's probability.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, …")] = "cpu",
+) -> None:
+    """Write a trained run's predictions for DATA: class names (or values), one row a sample."""
+    from dlopt.lab.reuse import load_run, write_predictions
+
+    rows = write_predictions(load_run(run, device=device), data, out, proba=proba)
+    print(f"{rows} predictions in {out}", file=sys.stderr)
+
+
 @app.command("search")
 def search_command(
     config: Annotated[Path, typer.Argument(help="Run configuration with a [search] section.")],
@@ -165,6 +208,8 @@ def datasets_show(
     if data.task == "classification":
         counts = data.y.bincount(minlength=data.n_classes).tolist()
         print(f"classes     {data.n_classes}  (counts {counts})")
+        if data.class_names:
+            print(f"names       {', '.join(data.class_names)}")
     else:
         print(f"target      mean {float(data.y.mean()):.4g}, std {float(data.y.std()):.4g}")
     try:

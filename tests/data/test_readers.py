@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from dlopt.data import read_cifar_bin, read_csv, read_file, read_idx, read_npy, read_npz
+from dlopt.data import (
+    read_cifar_bin,
+    read_csv,
+    read_csv_table,
+    read_file,
+    read_idx,
+    read_npy,
+    read_npz,
+)
 from dlopt.errors import DataError
 
 
@@ -41,7 +49,8 @@ def test_csv_without_header_takes_the_last_column_and_detects_regression(tmp_pat
         ("", "", "empty"),
         ("a,b\n", "", "no data rows"),
         ("a,b\n1,2\n3\n", ":3", "1 fields where 2"),
-        ("a,b\n1,x\n", ":2:2", "not a number"),
+        ("a,b\nx,1\n", ":2:1", "not a number"),
+        ("a,b\n1,x\n2,\n", ":3:2", "empty label"),
         ("a,b\n1,nan\n", ":2:2", "NaN or inf"),
         ("a,b\n1,inf\n", ":2:2", "NaN or inf"),
         ("a\n1\n", "", "at least 2 columns"),
@@ -199,3 +208,60 @@ def test_values_beyond_float32_are_refused_not_turned_into_inf(tmp_path, feature
     np.save(path, np.column_stack([np.array(features), np.array(labels)]))
     with pytest.raises(DataError, match=f"big.npy.*{what} exceed the float32 range"):
         read_npy(path)
+
+
+def test_csv_class_names_with_crlf_lines_are_sorted_like_label_encoder(tmp_path):
+    from sklearn.preprocessing import LabelEncoder
+
+    path = tmp_path / "names.csv"
+    species = ["virginica", "setosa", "versicolor", "setosa"]
+    path.write_bytes(
+        b"a,b,species\r\n"
+        + b"".join(f"{i},{i / 2},{s}\r\n".encode() for i, s in enumerate(species))
+    )
+    data = read_csv(path, label="species")
+    encoder = LabelEncoder().fit(species)
+    assert data.class_names == tuple(encoder.classes_)
+    assert data.y.tolist() == encoder.transform(species).tolist()
+    np.testing.assert_array_equal(data.X.numpy(), [[i, i / 2] for i in range(4)])
+    with pytest.raises(DataError, match="not numbers"):
+        read_csv(path, label="species", task="regression")
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_csv_bulk_parse_equals_loadtxt_and_the_precise_reader(tmp_path, header):
+    from dlopt.data.tables import _precise
+
+    rng = np.random.default_rng(0)
+    values = np.column_stack([rng.standard_normal((500, 6)), rng.integers(0, 3, 500)])
+    path = tmp_path / "n.csv"
+    np.savetxt(
+        path,
+        values,
+        delimiter=",",
+        fmt="%.17g",
+        header="a,b,c,d,e,f,y" if header else "",
+        comments="",
+    )
+    table = read_csv_table(path)
+    expected = np.loadtxt(path, delimiter=",", skiprows=1 if header else 0)
+    np.testing.assert_array_equal(table.features, expected[:, :-1])
+    np.testing.assert_array_equal(table.labels, expected[:, -1])
+    precise = _precise(path, path.read_text(), None, False)
+    np.testing.assert_array_equal(precise.features, table.features)
+    assert (table.header is None) == (not header)
+
+
+def test_csv_a_bad_field_deep_in_a_numeric_file_is_located(tmp_path):
+    rows = [f"{i},{i * 0.5},{i % 2}" for i in range(2000)]
+    rows[1234] = "1,0x10,1"  # strtod would read hex; float() does not
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="not a number") as info:
+        read_csv(path)
+    assert str(info.value).startswith(f"{path}:1235:2: ")
+    rows[1234] = "1,2"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="2 fields where 3") as info:
+        read_csv(path)
+    assert str(info.value).startswith(f"{path}:1235: ")

@@ -38,3 +38,20 @@ def test_dlopt_errors_are_value_errors_too():
 
     assert issubclass(DloptError, ValueError)
     assert "'a\\nerror: b'" in str(DataError("bad", source="a\nerror: b"))
+
+
+def test_a_stored_config_from_before_a_new_key_resumes_at_its_default(tmp_path):
+    """Runs stored before [data] task existed resume: a missing key at its default is equal."""
+    import json
+
+    from dlopt.lab.config import parse_config
+    from dlopt.lab.folder import CONFIG_FILE, store_or_check_config
+
+    config = parse_config({"train": {"epochs": 1}})
+    stored = json.loads(config.model_dump_json())
+    del stored["data"]["task"]
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(stored))
+    store_or_check_config(config, tmp_path, resume=True)  # no error
+    changed = parse_config({"train": {"epochs": 1}, "data": {"task": "regression"}})
+    with pytest.raises(CheckpointError, match=r"data\.task"):
+        store_or_check_config(changed, tmp_path, resume=True)

@@ -162,7 +162,7 @@ def corpus() -> list[Case]:
         "empty": "",
         "header-only": "a,b\n",
         "ragged": "a,b\n1,2\n3\n",
-        "text": "a,b\n1,x\n",
+        "text": "a,b\nx,1\n",  # a word as a label is a class name; as a feature, refused
         "nan": "a,b\n1,nan\n",
         "inf": "a,b\n1,2\ninf,1\n",
         "negative-label": "a,b\n1,-3\n",

@@ -139,3 +139,21 @@ def make_dataset(
         y_t = torch.from_numpy(y.astype(np.float32))
     X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     return Dataset(X_t, y_t, task, name, k)
+
+
+def as_task(data: Dataset, task: str) -> Dataset:
+    """`data` as a `task` (``"auto"``: as it is): integer classes become regression targets,
+    integral regression targets become classes. (A CSV's class names are refused as
+    regression targets by :func:`~dlopt.data.read_csv` itself.)"""
+    if task == "auto" or task == data.task:
+        return data
+    if task == "regression":
+        return Dataset(data.X, data.y.float(), "regression", data.name)
+    if task == "classification":
+        converted = make_dataset(
+            data.X.numpy(), data.y.double().numpy(), name=data.name, task="classification"
+        )
+        return Dataset(data.X, converted.y, "classification", data.name, converted.n_classes)
+    raise DataError(
+        f"unknown task {task!r}; known: auto, classification, regression", source=data.name
+    )

@@ -7,7 +7,6 @@ file (and the line, column or byte offset where it helps); nothing else escapes.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
 import math
@@ -20,11 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from dlopt._io import read_input
-from dlopt._validation import did_you_mean
 from dlopt.data.dataset import Dataset, make_dataset
+from dlopt.data.tables import read_csv
 from dlopt.errors import DataError
 
-MAX_CSV_BYTES = 1 << 30
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CIFAR_RECORD = 1 + 3 * 32 * 32
 _DEFLATE_RATIO = 1032  # deflate expands at most ~1032:1
@@ -32,82 +30,6 @@ _DEFLATE_RATIO = 1032  # deflate expands at most ~1032:1
 
 def _open_bytes(path: Path, max_bytes: int | None = None) -> bytes:
     return read_input(path, DataError, kind="data file", max_bytes=max_bytes)
-
-
-def read_csv(path: str | Path, label: str | None = None, *, name: str | None = None) -> Dataset:
-    """A CSV table; the label column is `label` (by header name) or the last column.
-
-    A header row is recognised by a non-numeric field in the first row. Integral labels make a
-    classification set, others a regression set.
-    """
-    path = Path(path)
-    raw = _open_bytes(path, MAX_CSV_BYTES)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"not UTF-8 text ({exc.reason})", source=path, where=f"@{exc.start}"
-        ) from None
-    if "\x00" in text:
-        raise DataError(
-            "contains a NUL byte; not a text table", source=path, where=f"@{text.index(chr(0))}"
-        )
-    try:
-        rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), 1) if row]
-    except csv.Error as exc:
-        raise DataError(f"not a readable CSV table ({exc})", source=path) from None
-    if not rows:
-        raise DataError("empty: no rows", source=path)
-    header: list[str] | None = None
-    if not all(_is_number(field) for field in rows[0][1]):
-        header = [field.strip() for field in rows[0][1]]
-        rows = rows[1:]
-    if not rows:
-        raise DataError("has a header but no data rows", source=path)
-    width = len(header) if header is not None else len(rows[0][1])
-    if width < 2:
-        raise DataError(
-            f"needs at least 2 columns (features and a label); found {width}", source=path
-        )
-    if label is None:
-        column = width - 1
-    elif header is None:
-        raise DataError(f"--label {label!r} given but the file has no header row", source=path)
-    elif label not in header:
-        raise DataError(
-            f"no column named {label!r}; columns: {', '.join(header)}."
-            + did_you_mean(label, header),
-            source=path,
-        )
-    else:
-        column = header.index(label)
-    values = np.empty((len(rows), width), dtype=np.float64)
-    for i, (line, row) in enumerate(rows):
-        if len(row) != width:
-            raise DataError(
-                f"{len(row)} fields where {width} were expected", source=path, where=f":{line}"
-            )
-        for j, field in enumerate(row):
-            try:
-                values[i, j] = float(field)
-            except ValueError:
-                raise DataError(
-                    f"not a number: {field[:40]!r}", source=path, where=f":{line}:{j + 1}"
-                ) from None
-    bad = ~np.isfinite(values)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise DataError("NaN or inf value", source=path, where=f":{rows[i][0]}:{j + 1}")
-    X = np.delete(values, column, axis=1)
-    return make_dataset(X, values[:, column], name=name or path.name, source=str(path))
-
-
-def _is_number(field: str) -> bool:
-    try:
-        float(field)
-    except ValueError:
-        return False
-    return True
 
 
 def _npy_header(handle: io.BufferedIOBase | zipfile.ZipExtFile, size: int, source: str) -> int:
@@ -313,12 +235,16 @@ def _is_idx(path: Path) -> bool:
 
 
 def read_file(
-    path: str | Path, *, label: str | None = None, labels: str | Path | None = None
+    path: str | Path,
+    *,
+    label: str | None = None,
+    labels: str | Path | None = None,
+    task: str = "auto",
 ) -> Dataset:
     """Read a data file, its format following its name (see the module docstring)."""
     path = Path(path)
     readers: dict[str, Callable[[], Dataset]] = {
-        ".csv": lambda: read_csv(path, label),
+        ".csv": lambda: read_csv(path, label, task=task),
         ".npy": lambda: read_npy(path),
         ".npz": lambda: read_npz(path),
         ".bin": lambda: read_cifar_bin(path),

@@ -17,6 +17,7 @@ class Splits:
     train: Dataset
     val: Dataset | None
     test: Dataset
+    transform: Standardizer | None = None  # applied to all three, fitted on train
 
     def sizes(self) -> dict[str, int]:
         return {
@@ -99,4 +100,5 @@ def split_dataset(
         scale = Standardizer.fit(train.X)
         train, test = scale(train), scale(test)
         val = scale(val) if val is not None else None
+        return Splits(train, val, test, scale)
     return Splits(train, val, test)

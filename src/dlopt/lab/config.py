@@ -8,6 +8,7 @@ wrong type (``lr = "1e-3"``), an out-of-range or non-finite value is an error na
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,7 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     name: str = "digits"  # a bundled data set, or a file path
     label: str | None = None  # CSV label column
+    task: Literal["auto", "classification", "regression"] = "auto"
     labels: str | None = None  # IDX labels file for an images file
     val_fraction: float = Field(0.15, ge=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
@@ -367,6 +369,16 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _loss_fits_the_task(self) -> RunConfig:
+        needs = {"cross_entropy": "classification", "mse": "regression"}.get(self.train.loss)
+        if needs is not None and self.data.task not in ("auto", needs):
+            raise ValueError(
+                f"train.loss {self.train.loss!r} needs {needs} but data.task is "
+                f'{self.data.task!r}; use loss = "auto"'
+            )
+        return self
+
+    @model_validator(mode="after")
     def _monitors_are_logged(self) -> RunConfig:
         logged = self.logged_metrics()
         for section in ("early_stopping", "search"):
@@ -456,4 +468,24 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"invalid TOML: {message}", source=path, where=where) from None
     except RecursionError:
         raise ConfigError("invalid TOML: nested too deeply", source=path) from None
-    return parse_config(data, source=str(path))
+    return _files_beside(parse_config(data, source=str(path)), path.parent)
+
+
+def _files_beside(config: RunConfig, folder: Path) -> RunConfig:
+    """Relative data paths are read from the config file's folder (not the working one),
+    stored absolute so the run folder can be used from anywhere."""
+    from dlopt.data import BUNDLED
+
+    d = config.data
+    update: dict[str, str] = {}
+    if (
+        d.name not in BUNDLED
+        and any(sep in d.name for sep in "/\\.")
+        and not Path(d.name).is_absolute()
+    ):
+        update["name"] = os.path.abspath(folder / d.name)
+    if d.labels is not None and not Path(d.labels).is_absolute():
+        update["labels"] = os.path.abspath(folder / d.labels)
+    if not update:
+        return config
+    return config.model_copy(update={"data": d.model_copy(update=update)})

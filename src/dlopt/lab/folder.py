@@ -110,7 +110,12 @@ def _check_config(config: RunConfig, out: Path, *, resume: bool) -> None:
             raise CheckpointError("not a stored config", source=path)
         mine, theirs = _flat(ours), _flat(stored)
         differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-        differ = [k for k in differ if k not in MAY_CHANGE]
+        defaults = _flat(json.loads(RunConfig().model_dump_json()))
+        differ = [
+            k
+            for k in differ
+            if k not in MAY_CHANGE and not (k not in theirs and mine.get(k) == defaults.get(k))
+        ]  # a key added to dlopt since the run was stored, at its default, changes nothing
         if differ:
             raise CheckpointError(
                 f"was trained with another config: {', '.join(differ[:6])} differ"

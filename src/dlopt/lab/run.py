@@ -27,6 +27,7 @@ from dlopt.lab.build import (
 )
 from dlopt.lab.config import RunConfig
 from dlopt.lab.folder import locked, store_or_check_config, write_config
+from dlopt.lab.reuse import write_run_info
 from dlopt.train.callbacks import Callback, EarlyStopping, History
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, previous_path
 from dlopt.train.progress import ProgressBar
@@ -34,7 +35,9 @@ from dlopt.train.trainer import Trainer
 
 
 def load_splits(config: RunConfig) -> Splits:
-    data = load_data(config.data.name, label=config.data.label, labels=config.data.labels)
+    d = config.data
+    data = load_data(d.name, label=d.label, labels=d.labels, task=d.task)
+    check_loss(config, data)
     try:
         return split_dataset(
             data,
@@ -46,6 +49,21 @@ def load_splits(config: RunConfig) -> Splits:
         )
     except ValueError as exc:
         raise ConfigError(f"data: {exc}", source=config.data.name) from None
+
+
+def check_loss(config: RunConfig, data: Dataset) -> None:
+    """Refuse, before any training, a [train] loss that does not fit the data's task."""
+    needs = {"cross_entropy": "classification", "mse": "regression"}.get(config.train.loss)
+    if needs is not None and data.task != needs:
+        hint = (
+            f'; set [data] task = "{needs}"'
+            if config.data.task == "auto" and (needs == "regression" or data.task == "regression")
+            else ""
+        )
+        raise ConfigError(
+            f"train.loss: {config.train.loss!r} needs a {needs} task but the data "
+            f"({config.data.name}) is {data.task}{hint}"
+        )
 
 
 def _device(name: str) -> torch.device:
@@ -101,7 +119,7 @@ def train_run(
         generator = torch.Generator().manual_seed(seed + 1000)
         idx = bootstrap_indices(len(t), 1, generator)[0]
         resampled = Dataset(t.X[idx], t.y[idx], t.task, t.name, t.n_classes)
-        splits = Splits(resampled, splits.val, splits.test)
+        splits = Splits(resampled, splits.val, splits.test, splits.transform)
     device = _device(config.train.device)
     model = build_model(config, splits.train).to(device)
     optimizer = build_optimizer(config.optimizer, model)
@@ -165,6 +183,7 @@ def _finish(
         "stop_reason": trainer.state.stop_reason,
         **test,
     }
+    write_run_info(out, splits)
     write_text_atomic(out / "metrics.json", json.dumps(summary, indent=1))
     if trainer.state.history:
         plot_history(trainer.state.history, out / "curves.png", title=config.name)
@@ -203,8 +222,6 @@ def ensemble_run(
 def _ensemble(
     config: RunConfig, out: Path, splits: Splits, device: torch.device, *, quiet: bool, resume: bool
 ) -> EnsembleResult:
-    from dlopt.ensemble import average, member_outputs, vote
-
     assert config.ensemble is not None
     e = config.ensemble
     single = config.model_copy(update={"ensemble": None})
@@ -225,22 +242,13 @@ def _ensemble(
         if result.interrupted:
             return EnsembleResult(members, {}, result.interrupted)
         members.append(result)
-    models = [m.trainer.model for m in members]
-    outputs = member_outputs(models, splits.test.X.to(device)).float().cpu()
-    y = splits.test.y
-    accuracy = {
-        f"member_{i}_accuracy": float((o.argmax(-1) == y).float().mean())
-        for i, o in enumerate(outputs)
-    }
     summary = {
         "name": config.name,
         "members": e.members,
         "bootstrap": e.bootstrap,
-        **accuracy,
-        "members_mean_accuracy": sum(accuracy.values()) / len(accuracy),
-        "average_accuracy": float((average(outputs).argmax(-1) == y).float().mean()),
-        "vote_accuracy": float((vote(outputs) == y).float().mean()),
+        **ensemble_metrics([m.trainer.model for m in members], splits.test, device),
     }
+    write_run_info(out, splits)
     write_text_atomic(out / "metrics.json", json.dumps(summary, indent=1))
     if not quiet:
         print(
@@ -250,6 +258,26 @@ def _ensemble(
             file=sys.stderr,
         )
     return EnsembleResult(members, summary, None)
+
+
+def ensemble_metrics(
+    models: list[torch.nn.Module], test: Dataset, device: torch.device
+) -> dict[str, float]:
+    """Each member's test accuracy, their mean, the model average's and the vote's."""
+    from dlopt.ensemble import average, member_outputs, vote
+
+    outputs = member_outputs(models, test.X.to(device)).float().cpu()
+    y = test.y
+    accuracy = {
+        f"member_{i}_accuracy": float((o.argmax(-1) == y).float().mean())
+        for i, o in enumerate(outputs)
+    }
+    return {
+        **accuracy,
+        "members_mean_accuracy": sum(accuracy.values()) / len(accuracy),
+        "average_accuracy": float((average(outputs).argmax(-1) == y).float().mean()),
+        "vote_accuracy": float((vote(outputs) == y).float().mean()),
+    }
 
 
 def _finished_member(
