@@ -64,8 +64,19 @@ def _options(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            help="torch's threads for this command (and the processes it starts); overrides "
+            "[train] threads. Default: the cores this process may use, at most 4.",
+        ),
+    ] = None,
 ) -> None:
     """dlopt: train deep networks with the chapter's techniques and measure its claims."""
+    if threads is not None:
+        os.environ["DLOPT_THREADS"] = str(threads)  # inherited by search workers and torchrun
 
 
 @app.command()

@@ -129,3 +129,35 @@ def test_every_config_problem_is_listed_in_the_one_error_line(tmp_path, capsys):
         assert where in err
     assert "Did you mean 'relu'" in err and "Did you mean 'adam'" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_threads_come_from_the_flag_then_the_config_then_the_cores(tmp_path, monkeypatch):
+    import os
+
+    import torch
+
+    from dlopt.lab.config import parse_config
+    from dlopt.lab.run import use_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("DLOPT_THREADS", raising=False)
+        config = parse_config({"data": {"name": "digits"}, "train": {"threads": 1}})
+        assert use_threads(config) == 1 == torch.get_num_threads()
+        cores = len(os.sched_getaffinity(0))
+        assert use_threads(parse_config({"data": {"name": "digits"}})) == min(cores, 4)
+        monkeypatch.setenv("DLOPT_THREADS", "2")
+        assert use_threads(config) == 2 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_out_of_range_is_one_line(tmp_path, capsys):
+    from dlopt.cli import main
+
+    path = tmp_path / "t.toml"
+    path.write_text('[data]\nname = "digits"\n[train]\nthreads = 0\n')
+    assert main(["train", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "train.threads" in capsys.readouterr().err
+    assert main(["--threads", "0", "train", str(path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

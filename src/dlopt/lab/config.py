@@ -160,6 +160,7 @@ class TrainConfig(_Section):
     mixed_precision: bool = False  # bfloat16 autocast on CPU, float16 + GradScaler on CUDA
     metrics: list[str] = Field(default_factory=list)  # logged as val_<name>
     loader_workers: int | None = Field(None, ge=0, le=64)  # a DataLoader with N workers
+    threads: int | None = Field(None, ge=1, le=256)  # torch's intra-op threads; --threads wins
 
     @field_validator("metrics")
     @classmethod

@@ -24,6 +24,7 @@ MAY_CHANGE = (
     "train.epochs",
     "train.device",
     "train.checkpoint_every_steps",
+    "train.threads",  # may change the last bits of CPU reductions, never the run's meaning
     "search.n_trials",
 )
 CONFIG_FILE = "config.json"

@@ -85,6 +85,24 @@ class RunResult:
     interrupted: int | None
 
 
+def use_threads(config: RunConfig) -> int:
+    """Set torch's intra-op threads: `dlopt --threads N` (DLOPT_THREADS), else [train] threads,
+    else the cores this process may use, at most 4 (past that, small models only lose to the
+    threads' synchronisation)."""
+    import os
+
+    chosen = os.environ.get("DLOPT_THREADS")
+    if chosen is not None and chosen.isdigit() and 1 <= int(chosen) <= 256:
+        count = int(chosen)
+    elif config.train.threads is not None:
+        count = config.train.threads
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        count = min(cores or 1, 4)
+    torch.set_num_threads(count)
+    return count
+
+
 def train_run(
     config: RunConfig,
     out: Path,
@@ -109,6 +127,7 @@ def train_run(
             "choose another --out",
             source=out,
         )
+    use_threads(config)
     seed = config.seed + (member or 0)
     torch.manual_seed(seed)
     splits = load_splits(config)
