@@ -12,19 +12,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
-import textwrap
-import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dlopt._io import write_text_atomic
+from dlopt._processes import die_with_parent
 from dlopt._validation import did_you_mean
 from dlopt.errors import DloptError
-from dlopt.experiments.stats import INTERVAL, Decision, decide, derive, seed_block
+from dlopt.experiments.progress import RUN_SECONDS, _Progress
+from dlopt.experiments.stats import INTERVAL, Decision, derive, seed_block
 
 QUICK_SEEDS, FULL_SEEDS = 5, 10
 
@@ -220,82 +219,6 @@ def select(only: Sequence[str] | None) -> list[tuple[Experiment, set[str]]]:
     return [(e, chosen[e.id]) for e in ordered if e.id in chosen]
 
 
-# Seconds one run of each experiment took in full mode (one thread, `--jobs 2`, 2026-12-02).
-# Only the progress estimate reads them: runs differ 100-fold (C5 0.1 s, I8 14 s), so a
-# remaining time from the mean run so far was 4x too short while the cheap groups ran.
-RUN_SECONDS = {
-    "A4": 1.1, "B2": 0.8, "B4": 6.5, "C1": 0.5, "C2": 0.3, "C5": 0.1, "C6": 1.0, "D1": 4.8,
-    "E4": 1.0, "E6": 12.8, "F4": 4.0, "G5": 6.3, "H5": 1.3, "I1": 9.2, "I8": 14.4,
-}  # fmt: skip
-
-
-class _Progress:
-    """Which claim, which seed, elapsed and remaining: a rich bar on a terminal, lines else.
-    The remaining time weighs each run by its experiment's usual cost (RUN_SECONDS)."""
-
-    def __init__(self, weights: Sequence[float], quiet: bool) -> None:
-        self.total, self.done, self.quiet, self.start = len(weights), 0, quiet, time.perf_counter()
-        self.total_weight, self.done_weight = float(sum(weights)), 0.0
-        self.bar: Any = None
-        if not quiet and sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[runs]}"),
-                TimeElapsedColumn(),
-                TextColumn("remaining"),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(
-                "reproduce", total=self.total_weight, runs=f"0/{self.total} runs"
-            )
-
-    def begin(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=text)
-
-    def advance(self, text: str, weight: float) -> None:
-        self.done += 1
-        self.done_weight += weight
-        if self.bar is not None:
-            self.bar.update(
-                self.task,
-                advance=weight,
-                description=f"{text} done",
-                runs=f"{self.done}/{self.total} runs",
-            )
-        elif not self.quiet:
-            elapsed = time.perf_counter() - self.start
-            left = elapsed * (self.total_weight - self.done_weight) / max(self.done_weight, 1e-9)
-            print(
-                f"[{self.done}/{self.total}] {text} · {elapsed:.0f} s elapsed, ~{left:.0f} s left",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def say(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self.bar is not None:
-            self.bar.console.print(text, markup=False, highlight=False)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 Task = tuple[str, str, int, int, bool]  # experiment id, data set, seed index, seed, first
 
 
@@ -320,40 +243,13 @@ def _worker_init(parent: int) -> None:
     import signal
     import warnings
 
-    _die_with_parent(parent)  # first: importing torch can take seconds on a loaded machine
+    die_with_parent(parent)  # first: importing torch can take seconds on a loaded machine
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     import dlopt.experiments  # noqa: F401  (registers the experiments in this process)
-
-
-def _die_with_parent(parent: int) -> None:
-    """A worker ends when the reproduce process `parent` does, even if that one was SIGKILLed:
-    Linux's PR_SET_PDEATHSIG, elsewhere a thread that watches the parent pid."""
-    import signal
-    import threading
-
-    if os.getppid() != parent:  # it died while this worker was starting
-        os._exit(1)
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
-            if os.getppid() != parent:  # the parent died before the call
-                os._exit(1)
-            return
-    except (OSError, AttributeError):
-        pass
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def run_experiments(
@@ -396,11 +292,13 @@ def run_experiments(
             done[task[0], task[1], task[2]] = result
         complete = True
     finally:
+        from dlopt.experiments.rows import rows_of  # rows.py imports this module's types
+
         progress.close()
         rows = [
             row
             for exp, keep in chosen
-            for row in _rows(exp, keep, tasks, done, out, progress if complete else None)
+            for row in rows_of(exp, keep, tasks, done, out, progress if complete else None)
         ]
         meta = {"quick": quick, "seed": seed, "seeds": n_seeds, "complete": complete}
         payload = json.dumps({"meta": meta, "rows": [r.to_json() for r in rows]}, indent=1)
@@ -457,126 +355,4 @@ def _execute(
     pool.shutdown(wait=True)
 
 
-def _rows(
-    exp: Experiment,
-    keep: set[str],
-    tasks: list[Task],
-    done: dict[tuple[str, str, int], Measured | str],
-    out: Path,
-    progress: _Progress | None,
-) -> list[Row]:
-    """The rows of one experiment from its finished runs (all of them, or those that finished
-    before an interrupt)."""
-    values: dict[str, dict[str, list[float]]] = {c.id: {} for c in exp.claims}
-    numbers: dict[str, dict[str, list[Any]]] = {}
-    figures: dict[str, str] = {}
-    used: list[int] = []
-    error = None
-    ran = [t for t in tasks if t[0] == exp.id and (t[0], t[1], t[2]) in done]
-    if not ran:
-        return []
-    for _, data, i, s, _ in ran:
-        measured = done[exp.id, data, i]
-        if isinstance(measured, str):
-            error = error or measured
-            continue
-        if s not in used:
-            used.append(s)
-        for claim in exp.claims:
-            values[claim.id].setdefault(data, []).append(float(measured.effects[claim.id]))
-        for key, value in measured.numbers.items():
-            numbers.setdefault(data, {}).setdefault(key, []).append(value)
-        figures.update(measured.figures)
-    rows = []
-    for claim in exp.claims:
-        if claim.id not in keep:
-            continue
-        by_data = values[claim.id] or {exp.datasets[0]: []}
-        decisions = {
-            data: decide(v, claim.margin, claim.direction, claim.kind)
-            for data, v in by_data.items()
-        }
-        first_data = next(iter(by_data))
-        rows.append(
-            Row(
-                claim.id,
-                claim.claim,
-                claim.kind,
-                exp.id,
-                claim.effect,
-                claim.margin,
-                claim.direction,
-                decisions,
-                by_data,
-                used,
-                _summarize(numbers.get(first_data, {}), claim.id),
-                {},
-                error,
-            )
-        )
-    if rows and any(v for r in rows for v in r.values.values()):
-        figures = {**_effect_figure(exp, rows, out), **figures}
-    rows = [replace(r, figures=figures) for r in rows]
-    for r in rows:
-        d = r.decision
-        if progress is None:
-            break
-        progress.say(
-            f"[{r.id}] {r.verdict.upper()}: {r.effect_name} = {d.mean:.4g} "
-            f"[{d.ci_low:.4g}, {d.ci_high:.4g}] vs margin {r.margin:g} ({r.direction}), "
-            f"{len(r.values[r.dataset])} seeds" + (f" — error: {r.error}" if r.error else "")
-        )
-    return rows
-
-
-def _summarize(numbers: dict[str, list[Any]], claim_id: str) -> dict[str, Any]:
-    """The group's numbers for one row: shared ones and this row's ("ID:name"); numeric values
-    as their mean over seeds, others as the first seed's."""
-    result: dict[str, Any] = {}
-    for key, seq in numbers.items():
-        owner, _, name = key.rpartition(":")
-        if owner and owner != claim_id:
-            continue
-        name = name if owner else key
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in seq):
-            result[name] = float(sum(seq) / len(seq)) if len(seq) > 1 else seq[0]
-        else:
-            result[name] = seq[0]
-    return result
-
-
-def _effect_figure(exp: Experiment, rows: list[Row], out: Path) -> dict[str, str]:
-    """One panel per sub-claim: each seed's effect, the mean with its 95 % interval, the
-    margin as a dashed line (the quantity the verdict tests)."""
-    from dlopt._plots import figure, save_figure
-
-    fig, axes = figure(len(rows), width=3.4, height=3.2)
-    for ax, row in zip(axes, rows, strict=True):
-        for j, (data, vals) in enumerate(row.values.items()):
-            dec = row.decisions[data]
-            xs = [j + 0.3 * (k / max(len(vals) - 1, 1) - 0.5) for k in range(len(vals))]
-            ax.scatter(xs, vals, s=12, color="0.55", zorder=2)
-            low = dec.mean - dec.ci_low if math.isfinite(dec.ci_low) else 0.0
-            high = dec.ci_high - dec.mean if math.isfinite(dec.ci_high) else 0.0
-            color = {"confirmed": "#0a7d2c", "refuted": "#b3261e"}.get(dec.verdict, "#b07d00")
-            ax.errorbar(
-                [j + 0.3],
-                [dec.mean],
-                yerr=[[low], [high]],
-                fmt="D",
-                color=color,
-                capsize=4,
-                zorder=3,
-            )
-        ax.axhline(row.margin, color="black", linestyle="--", linewidth=1, label="margin")
-        ax.set_xticks(range(len(row.values)), list(row.values), fontsize=7)
-        ax.set_xlim(-0.5, len(row.values) - 0.2)
-        ax.set_title(row.id + "\n" + textwrap.fill(row.effect_name, 42), fontsize=7)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=6, loc="best")
-    name = f"{exp.id}-effects.png"
-    save_figure(fig, out / name)
-    return {
-        "The tested effect per seed (grey), its mean and 95 % interval (diamond: green "
-        "confirmed, red refuted, amber inconclusive), and the margin (dashed)": name
-    }
+_die_with_parent = die_with_parent  # the name search's workers used first
