@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import random
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -156,12 +157,23 @@ class StudySpec:
         engine_kwargs: dict[str, Any] = {}
         if self.storage.startswith("sqlite"):  # several processes wait for the write lock
             engine_kwargs["connect_args"] = {"timeout": 60}
-        return optuna.storages.RDBStorage(
-            database_url(self.storage),
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=self.heartbeat_interval,
-            grace_period=3 * self.heartbeat_interval,  # then a silent trial is failed
-        )
+        import sqlalchemy.exc
+
+        for attempt in range(10):
+            try:
+                return optuna.storages.RDBStorage(
+                    database_url(self.storage),
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=self.heartbeat_interval,
+                    grace_period=3 * self.heartbeat_interval,  # then a silent trial fails
+                )
+            except sqlalchemy.exc.DBAPIError:
+                # processes starting at once on a new database race to create its tables;
+                # the loser finds them made on the next try
+                if attempt == 9:
+                    raise
+                time.sleep(0.2 + 0.1 * attempt)
+        raise AssertionError("unreachable")
 
 
 TPE_STARTUP = 10  # TPE's own n_startup_trials: these are random plan entries instead
