@@ -244,8 +244,12 @@ def _fork_workers(
 ) -> None:
     """`workers` forked processes on the study, each claiming entries until none is left;
     they die with this process (even a SIGKILLed one)."""
+    # reproduce's workers die with their parent the same way; imported here, once, rather
+    # than in every forked worker
+    from dlopt.experiments.registry import _die_with_parent
+
     context = multiprocessing.get_context("fork")
-    args = (spec, objective, sizes, make_round, os.getpid())
+    args = (spec, objective, sizes, make_round, _die_with_parent, os.getpid())
     processes = [
         context.Process(target=_worker, args=(*args, w + 1), daemon=True) for w in range(workers)
     ]
@@ -265,12 +269,11 @@ def _worker(
     objective: Callable[[optuna.Trial], float],
     sizes: list[int],
     make_round: RoundMaker,
+    die_with_parent: Callable[[int], None],
     parent: int,
     worker: int,
 ) -> None:
-    from dlopt.experiments.registry import _die_with_parent
-
-    _die_with_parent(parent)
+    die_with_parent(parent)
     optuna.logging.set_verbosity(logging.ERROR)
     study = spec.open(worker)
     run_plan(study, objective, sizes, make_round, ClaimLock(spec.storage, spec.name))
