@@ -7,7 +7,7 @@
 overhead: a trivial objective (two floats, no work), `search(strategy="random")` against
 ``optuna.create_study(sampler=RandomSampler(seed)) + optimize`` on the same storage; each
 side in its own process (wall time of the search; tracemalloc's peak of Python memory during
-it). throughput: N processes each calling `search()` on one study of tiny training runs
+it); "optuna-heartbeat" is raw Optuna on the heartbeat storage dlopt uses. throughput: N processes each calling `search()` on one study of tiny training runs
 (digits, an MLP, 2 epochs); trials per second from the first trial's start to the last one's
 end.
 """
@@ -38,8 +38,11 @@ def _one(impl: str, storage: str, trials: int) -> dict[str, float]:
         space = {"x": Float(0.0, 1.0), "y": Float(0.0, 1.0)}
         search(lambda p: p["x"] + p["y"], space, n_trials=trials, storage=storage, study_name=name)
     else:
+        url = database_url(storage)
         study = optuna.create_study(
-            storage=database_url(storage),
+            storage=optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
+            if impl == "optuna-heartbeat"
+            else url,
             sampler=optuna.samplers.RandomSampler(seed=0),
             study_name=name,
         )
@@ -128,7 +131,7 @@ def main() -> None:
         _worker(args.storage, args.name, args.trials)
     elif args.mode == "overhead":
         rows = {}
-        for impl in ("optuna", "dlopt"):
+        for impl in ("optuna", "optuna-heartbeat", "dlopt"):
             command = [
                 sys.executable,
                 __file__,

@@ -39,7 +39,8 @@ class Planned(BaseSampler):
     """`base`, except for the parameters of the claimed plan entry, which are fixed."""
 
     def __init__(self, base: BaseSampler) -> None:
-        self.base, self.fixed = base, {}  # type: tuple[BaseSampler, Config]
+        self.base = base
+        self.fixed: Config = {}
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
@@ -83,6 +84,7 @@ class ClaimLock:
         self.url, self.name = storage, study_name
         self.scheme = (storage or "memory").partition(":")[0].split("+")[0]
         self._held: Any = None
+        self._connection: Any = None
 
     def acquire(self, study: optuna.Study) -> None:
         if self.scheme == "sqlite":
@@ -92,8 +94,10 @@ class ClaimLock:
         elif self.scheme in ("postgresql", "mysql"):
             from sqlalchemy import text
 
-            engine = study._storage._backend.engine  # type: ignore[attr-defined]
-            connection = engine.connect()
+            if self._connection is None:  # one connection kept for the lock: 2 round trips
+                engine = study._storage._backend.engine  # type: ignore[attr-defined]
+                self._connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            connection = self._connection
             key = zlib.crc32(self.name.encode())
             if self.scheme == "postgresql":
                 connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
@@ -115,7 +119,6 @@ class ClaimLock:
             held.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
         else:
             held.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": f"dlopt-{key}"})
-        held.close()
 
 
 _LOCK_FDS: dict[tuple[int, str], int] = {}
