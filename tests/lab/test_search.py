@@ -175,3 +175,43 @@ n_trials = 3
     assert len(complete) == 3  # the interrupted trial ran again; nothing ran twice
     assert len({t["params"]["optimizer.lr"] for t in complete}) == 3
     assert [t["state"] for t in trials].count("FAIL") == 1
+
+
+@pytest.mark.parametrize(
+    "storage, needle",
+    [
+        ("postgresql://postgres@127.0.0.1:1/dlopt", "cannot reach the database server"),
+        ("postgresql+nosuchdriver://postgres@127.0.0.1:1/dlopt", "not installed"),
+    ],
+)
+def test_a_postgresql_storage_that_cannot_be_used_is_one_line(tmp_path, capsys, storage, needle):
+    config = write(
+        tmp_path,
+        '[search]\nn_trials = 1\n[search.space]\n"optimizer.lr" = { low = 1e-3, high = 0.1 }\n',
+    )
+    args = ["search", str(config), "--out", str(tmp_path / "out"), "--storage", storage]
+    assert main([*args, "--quiet"]) == 2
+    assert_one_error_line(capsys.readouterr().err, needle)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(
+    "DLOPT_TEST_POSTGRES_URL" not in __import__("os").environ,
+    reason="DLOPT_TEST_POSTGRES_URL is not set (.ci/run starts a server)",
+)
+def test_a_bare_postgresql_url_runs_on_the_installed_driver(tmp_path):
+    import os
+    import uuid
+
+    config = write(
+        tmp_path,
+        '[search]\nstrategy = "manual"\nconfigs = [{ "optimizer.lr" = 1e-2 }]\n'
+        '[search.space]\n"optimizer.lr" = { low = 1e-3, high = 0.1 }\n',
+    )
+    text = config.read_text().replace("tiny-search", f"tiny-{uuid.uuid4().hex[:8]}")
+    config.write_text(text)
+    url = os.environ["DLOPT_TEST_POSTGRES_URL"]
+    assert url.startswith("postgresql://")
+    args = ["search", str(config), "--out", str(tmp_path / "out"), "--storage", url, "--quiet"]
+    assert main(args) == 0
+    assert len(json.loads((tmp_path / "out" / "search.json").read_text())["trials"]) == 1

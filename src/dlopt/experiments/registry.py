@@ -353,6 +353,3 @@ def _execute(
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-
-
-_die_with_parent = die_with_parent  # the name search's workers used first

@@ -21,6 +21,7 @@ from dlopt.errors import ConfigError
 from dlopt.lab.config import RunConfig, SearchConfig, parse_config
 from dlopt.lab.folder import locked, store_or_check_config, write_config
 from dlopt.lab.run import load_splits, train_run
+from dlopt.search._storage import check_reachable, database_url
 from dlopt.search.pruning import PruneTrial
 from dlopt.search.space import Categorical, Float, Int, Param
 from dlopt.search.study import SearchResult, search
@@ -70,13 +71,14 @@ def trial_config(base: RunConfig, params: dict[str, Any], name: str) -> RunConfi
     return parse_config(data, source=f"search trial {name}")
 
 
-STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+STORAGE_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 
 
-def check_storage(storage: str | None, workers: int) -> None:
-    """Refuse a storage URL Optuna could not use, before anything is created."""
+def check_storage(storage: str | None, workers: int) -> str | None:
+    """Refuse a storage URL Optuna could not use, before anything is created; a PostgreSQL
+    URL comes back naming the installed driver, its server checked to answer."""
     if storage is None:
-        return
+        return None
     scheme, sep, rest = storage.partition("://")
     if not sep or scheme.split("+")[0] not in STORAGE_SCHEMES:
         raise ConfigError(
@@ -84,6 +86,13 @@ def check_storage(storage: str | None, workers: int) -> None:
             f"got {storage[:80]!r}",
             source="--storage",
         )
+    if scheme.split("+")[0] in ("postgresql", "postgres"):
+        try:
+            url = database_url(storage)
+            check_reachable(url)
+        except ValueError as error:
+            raise ConfigError(str(error), source="--storage") from None
+        return url
     if scheme == "sqlite":
         path = rest.removeprefix("/")
         if not path or path == ":memory:":
@@ -93,7 +102,7 @@ def check_storage(storage: str | None, workers: int) -> None:
                     "give a file: sqlite:///study.db",
                     source="--storage",
                 )
-            return
+            return storage
         file = Path(path)
         if file.exists():
             if not file.is_file():  # a FIFO, a device, a folder
@@ -104,6 +113,7 @@ def check_storage(storage: str | None, workers: int) -> None:
                 raise ConfigError("not an SQLite database", source=file)
         elif not file.parent.is_dir():
             raise ConfigError("its folder does not exist", source=file)
+    return storage
 
 
 class SearchInterrupted(Exception):
@@ -127,7 +137,7 @@ def search_run(
         raise ConfigError("has no [search] section: nothing to search")
     s = config.search
     maximize = s.monitor.endswith("accuracy")
-    check_storage(storage, workers)
+    storage = check_storage(storage, workers)
     for c in s.configs:  # every manual configuration validates, before any file is written
         trial_config(config, {k: _encode(v) for k, v in c.items()}, "check")
     for key, p in s.space.items():

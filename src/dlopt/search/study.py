@@ -1,7 +1,9 @@
 """`search()`: one front door for every strategy (SPEC H2), trials persisted by Optuna (H3).
 
-manual, grid, random and coarse-to-fine choose their configurations themselves and enqueue
-them in an Optuna study; TPE is Optuna's sampler. Every trial — its parameters, its value, its
+manual, grid, random and coarse-to-fine choose their configurations themselves: the plan,
+written once into the study, and claimed entry by entry by every process on it, so that each
+configuration runs exactly once however many processes or machines share the study (see
+`dlopt.search._claim`); TPE is Optuna's sampler, after ten random entries. Every trial — its parameters, its value, its
 state — lives in the study's storage: in memory by default, a SQLite file
 (``storage="sqlite:///study.db"``) to resume a search or share it between worker processes,
 PostgreSQL for workers on many machines. Coarse-to-fine: `rounds` rounds of random search at
@@ -15,7 +17,9 @@ from __future__ import annotations
 import inspect
 import logging
 import multiprocessing
+import os
 import random
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +27,10 @@ from typing import Any
 
 import optuna
 
+from dlopt._processes import die_with_parent
 from dlopt._validation import check_choice, check_positive_int
+from dlopt.search._claim import ClaimLock, Planned, RoundMaker, run_plan
+from dlopt.search._storage import database_url
 from dlopt.search.space import Float, Int, Param, Space, check_space, grid, sample
 
 STRATEGIES = {s: s for s in ("manual", "grid", "random", "coarse-to-fine", "tpe")}
@@ -56,6 +63,7 @@ def search(
     pruner: str = "none",
     seed: int = 0,
     workers: int = 1,
+    heartbeat_interval: int = 10,
 ) -> SearchResult:
     """Minimize (or maximize) ``objective(params)`` over `space`; a two-argument objective
     also gets the Optuna trial, to ``report`` intermediate values and be pruned.
@@ -63,6 +71,10 @@ def search(
     strategy: "manual" (the given `configs`), "grid" (q points per numeric parameter: q^m
     trials, `n_trials` ignored), "random", "coarse-to-fine" (`rounds` rounds), "tpe".
     A search on a storage that already holds the study continues it: finished trials count.
+    Any number of processes (`workers`, or ``search`` calls on other machines) may run one
+    study: each planned configuration runs once. A trial whose process stops sending a
+    heartbeat every `heartbeat_interval` seconds (a SQLite or database storage) is failed
+    after three intervals, and run again.
 
     >>> from dlopt.search import Float
     >>> result = search(lambda p: (p["x"] - 0.3) ** 2, {"x": Float(0, 1)}, n_trials=30)
@@ -74,6 +86,7 @@ def search(
     check_choice("direction", direction, {"minimize": 0, "maximize": 1}, caller="search")
     check_positive_int("n_trials", n_trials, caller="search")
     check_positive_int("workers", workers, caller="search")
+    check_positive_int("heartbeat_interval", heartbeat_interval, caller="search")
     check_space(space)
     if strategy == "manual" and not configs:
         raise ValueError("search(strategy='manual') needs configs=[{...}, ...].")
@@ -82,55 +95,17 @@ def search(
             "search(workers=...) > 1 needs a storage the workers share, e.g. "
             "storage='sqlite:///study.db'."
         )
-    optuna.logging.set_verbosity(logging.ERROR)  # dlopt reports; Optuna's log stays quiet
-    sampler = (
-        optuna.samplers.TPESampler(seed=seed)
-        if strategy == "tpe"
-        else optuna.samplers.RandomSampler(seed=seed)  # only draws for trials not enqueued
-    )
-    study = optuna.create_study(
-        storage=storage,
-        sampler=sampler,
-        pruner=optuna.pruners.MedianPruner() if pruner == "median" else optuna.pruners.NopPruner(),
-        study_name=study_name,
-        direction=direction,  # type: ignore[arg-type]
-        load_if_exists=True,
-    )
-    wrapped = _wrap(objective, space)
-    rng = random.Random(seed)
     if strategy == "coarse-to-fine":
         check_positive_int("rounds", rounds, caller="search")
-        per_round = max(1, n_trials // rounds)
-        current: dict[str, Param] = dict(space)
-        earlier, scheduled = _finished(study), 0  # resuming: rounds already run are not rerun
-        waiting = len(_waiting(study))  # queued by an interrupted call: they run first
-        for r in range(rounds):
-            budget = per_round if r < rounds - 1 else n_trials - per_round * (rounds - 1)
-            remaining = min(budget, max(0, scheduled + budget - earlier))
-            scheduled += budget
-            from_queue = min(waiting, remaining)
-            waiting -= from_queue
-            fresh = [sample(current, rng) for _ in range(budget)]
-            configs = fresh[budget - remaining + from_queue :]
-            _run(study, wrapped, configs, workers, storage=storage, waiting=from_queue)
-            current = _narrow(space, study, top)
-    elif strategy == "tpe":
-        _run(study, wrapped, [], workers, n=max(0, n_trials - _finished(study)), storage=storage)
+    optuna.logging.set_verbosity(logging.ERROR)  # dlopt reports; Optuna's log stays quiet
+    spec = StudySpec(storage, study_name, direction, pruner, strategy, seed, heartbeat_interval)
+    study = spec.open()
+    sizes, make_round = _plan(space, strategy, n_trials, configs, q, rounds, top, seed)
+    wrapped = _wrap(objective, space)
+    if workers == 1:
+        run_plan(study, wrapped, sizes, make_round, ClaimLock(storage, study_name))
     else:
-        planned = (
-            list(configs)
-            if strategy == "manual"
-            else grid(space, q)
-            if strategy == "grid"
-            else [sample(space, rng) for _ in range(n_trials)]
-        )
-        done = [t.params for t in study.trials if t.state in _SETTLED]
-        queued = _waiting(study)  # enqueued by an interrupted call: still to run, once
-        todo = list(planned)
-        for params in done + queued:  # resuming: what was tried is not tried again
-            if params in todo:
-                todo.remove(params)
-        _run(study, wrapped, todo, workers, storage=storage, waiting=len(queued))
+        _fork_workers(spec, wrapped, sizes, make_round, workers)
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not finished:
         raise RuntimeError("search: no trial completed (all failed or were pruned).")
@@ -140,6 +115,106 @@ def search(
         [(dict(t.params), t.value, t.state.name) for t in study.trials],
         study,
     )
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything a process needs to open the study: the parent and every worker open it
+    here, so all of them share one direction, pruner and sampler."""
+
+    storage: str | None
+    name: str
+    direction: str
+    pruner: str
+    strategy: str
+    seed: int
+    heartbeat_interval: int
+
+    def open(self, worker: int = 0) -> optuna.Study:
+        with warnings.catch_warnings():  # constant_liar, heartbeats: "experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            base = (
+                # constant_liar: a running trial counts as a bad one, so that processes
+                # sampling at once do not all propose the same point
+                optuna.samplers.TPESampler(seed=self.seed + worker, constant_liar=True)
+                if self.strategy == "tpe"
+                else optuna.samplers.RandomSampler(seed=self.seed + worker)
+            )
+            storage = self._storage()
+        return optuna.create_study(
+            storage=storage,
+            sampler=Planned(base),
+            pruner=optuna.pruners.MedianPruner()
+            if self.pruner == "median"
+            else optuna.pruners.NopPruner(),
+            study_name=self.name,
+            direction=self.direction,  # type: ignore[arg-type]
+            load_if_exists=True,
+        )
+
+    def _storage(self) -> optuna.storages.BaseStorage | None:
+        if self.storage is None:
+            return None
+        engine_kwargs: dict[str, Any] = {}
+        if self.storage.startswith("sqlite"):  # several processes wait for the write lock
+            engine_kwargs["connect_args"] = {"timeout": 60}
+        import sqlalchemy.exc
+
+        for attempt in range(10):
+            try:
+                return optuna.storages.RDBStorage(
+                    database_url(self.storage),
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=self.heartbeat_interval,
+                    grace_period=3 * self.heartbeat_interval,  # then a silent trial fails
+                )
+            except sqlalchemy.exc.DBAPIError:
+                # processes starting at once on a new database race to create its tables;
+                # the loser finds them made on the next try
+                if attempt == 9:
+                    raise
+                time.sleep(0.2 + 0.1 * attempt)
+        raise AssertionError("unreachable")
+
+
+TPE_STARTUP = 10  # TPE's own n_startup_trials: these are random plan entries instead
+
+
+def _plan(
+    space: Space,
+    strategy: str,
+    n_trials: int,
+    configs: Sequence[dict[str, Any]],
+    q: int,
+    rounds: int,
+    top: int,
+    seed: int,
+) -> tuple[list[int], RoundMaker]:
+    """The plan as round sizes and a function that writes a round's configurations; only
+    coarse-to-fine has more than one round, each sampled where the earlier ones did best.
+    TPE entries after the first random ones are empty: TPE chooses their values."""
+    if strategy == "coarse-to-fine":
+        per_round = max(1, n_trials // rounds)
+        sizes = [per_round] * (rounds - 1) + [n_trials - per_round * (rounds - 1)]
+
+        def fine(study: optuna.Study, r: int) -> list[dict[str, Any]]:
+            current = _narrow(space, study, top) if r else dict(space)
+            rng = random.Random(f"{seed}/{r}")  # str seeds hash alike in every process
+            return [sample(current, rng) for _ in range(sizes[r])]
+
+        return sizes, fine
+    rng = random.Random(seed)
+    planned = (
+        list(configs)
+        if strategy == "manual"
+        else grid(space, q)
+        if strategy == "grid"
+        else [sample(space, rng) for _ in range(n_trials)]
+        if strategy == "random"
+        else [sample(space, rng) for _ in range(min(n_trials, TPE_STARTUP))]
+        + [{}] * max(0, n_trials - TPE_STARTUP)
+    )
+    return [len(planned)], lambda study, r: planned
 
 
 def _wrap(objective: Objective, space: Space) -> Callable[[optuna.Trial], float]:
@@ -161,37 +236,20 @@ def _wrap(objective: Objective, space: Space) -> Callable[[optuna.Trial], float]
     return run
 
 
-def _run(
-    study: optuna.Study,
+def _fork_workers(
+    spec: StudySpec,
     objective: Callable[[optuna.Trial], float],
-    configs: list[dict[str, Any]],
+    sizes: list[int],
+    make_round: RoundMaker,
     workers: int,
-    n: int | None = None,
-    storage: str | None = None,
-    waiting: int = 0,
 ) -> None:
-    """Evaluate `configs` (or, with none, `n` trials of the study's own sampler), after the
-    `waiting` trials an interrupted call left queued."""
-    total = (len(configs) if n is None else n) + waiting
-    if total == 0:
-        return
-    if workers == 1:
-        for params in configs:
-            study.enqueue_trial(params, skip_if_exists=False)
-        study.optimize(objective, n_trials=total)  # an error in the objective propagates
-        return
-    # several processes on one study, each loading it from the shared storage. Each worker
-    # fixes its own configurations through its sampler and creates its own trials: popping
-    # one shared queue of enqueued trials races on SQLite (two workers can take one trial)
-    assert storage is not None
+    """`workers` forked processes on the study, each claiming entries until none is left;
+    they die with this process (even a SIGKILLed one)."""
     context = multiprocessing.get_context("fork")
-    processes = []
-    for w in range(workers):
-        share = configs[w::workers] if configs else None
-        count = len(share) if share is not None else total // workers + (w < total % workers)
-        if count:
-            args = (storage, study.study_name, objective, share, count, study.sampler)
-            processes.append(context.Process(target=_worker, args=args))
+    args = (spec, objective, sizes, make_round, os.getpid())
+    processes = [
+        context.Process(target=_worker, args=(*args, w + 1), daemon=True) for w in range(workers)
+    ]
     for p in processes:
         p.start()
     for p in processes:
@@ -204,39 +262,17 @@ def _run(
 
 
 def _worker(
-    storage: str,
-    name: str,
+    spec: StudySpec,
     objective: Callable[[optuna.Trial], float],
-    configs: list[dict[str, Any]] | None,
-    count: int,
-    sampler: optuna.samplers.BaseSampler,
+    sizes: list[int],
+    make_round: RoundMaker,
+    parent: int,
+    worker: int,
 ) -> None:
+    die_with_parent(parent)  # as reproduce's workers do
     optuna.logging.set_verbosity(logging.ERROR)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    if configs is None:
-        study.optimize(objective, n_trials=count)
-        return
-    for params in configs:
-        with warnings.catch_warnings():  # "PartialFixedSampler is experimental" (since 2.4)
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.sampler = optuna.samplers.PartialFixedSampler(params, sampler)
-        study.optimize(objective, n_trials=1)
-
-
-_SETTLED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-
-
-def _waiting(study: optuna.Study) -> list[dict[str, Any]]:
-    """Parameters of enqueued trials not yet run (left by an interrupted search)."""
-    return [
-        dict(t.params or t.system_attrs.get("fixed_params", {}))
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    ]
-
-
-def _finished(study: optuna.Study) -> int:
-    """Trials that need no rerun: completed or pruned (a failed one is tried again)."""
-    return sum(t.state in _SETTLED for t in study.trials)
+    study = spec.open(worker)
+    run_plan(study, objective, sizes, make_round, ClaimLock(spec.storage, spec.name))
 
 
 def _narrow(space: Space, study: optuna.Study, top: int) -> dict[str, Param]:

@@ -1,0 +1,210 @@
+"""Several processes on one study, each planned configuration run exactly once.
+
+The plan — the list of configurations a search runs, in order — is written once into the
+study (its user attribute ``dlopt:plan``), under a lock that holds across processes and
+machines: an ``flock`` on the SQLite file, a PostgreSQL advisory lock (``GET_LOCK`` on MySQL).
+Under the same lock a process claims the first plan entry that no trial holds (none COMPLETE,
+PRUNED or RUNNING): it asks the study for a trial, tags it with the entry
+(``dlopt:entry``) and lets the lock go as the objective starts. A trial of a worker that died
+stops sending heartbeats; after the grace period it is failed, and its entry is claimed again.
+Coarse-to-fine plans grow one round at a time: the next round is written, once, when every
+entry of the earlier ones has settled.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+PLAN, ENTRY = "dlopt:plan", "dlopt:entry"
+SETTLED = (TrialState.COMPLETE, TrialState.PRUNED)
+BUSY = (TrialState.RUNNING, TrialState.WAITING)
+POLL_S = 0.25  # how often a process with nothing to claim looks again
+
+Config = dict[str, Any]
+RoundMaker = Callable[[optuna.Study, int], list[Config]]  # (study, round) -> its configs
+
+
+class Planned(BaseSampler):
+    """`base`, except for the parameters of the claimed plan entry, which are fixed."""
+
+    def __init__(self, base: BaseSampler) -> None:
+        self.base = base
+        self.fixed: Config = {}
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self.base.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        space = {k: d for k, d in search_space.items() if k not in self.fixed}
+        return self.base.sample_relative(study, trial, space) if space else {}
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if param_name in self.fixed:
+            return self.fixed[param_name]
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.base.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self.base.after_trial(study, trial, state, values)
+
+
+class ClaimLock:
+    """A lock on the study that holds across processes; `release` may be called twice."""
+
+    def __init__(self, storage: str | None, study_name: str) -> None:
+        self.url, self.name = storage, study_name
+        self.scheme = (storage or "memory").partition(":")[0].split("+")[0]
+        self._held: Any = None
+        self._connection: Any = None
+
+    def acquire(self, study: optuna.Study) -> None:
+        if self.scheme == "sqlite":
+            fd = _file_lock_fd(self.url.partition(":///")[2])  # type: ignore[union-attr]
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._held = fd
+        elif self.scheme in ("postgresql", "mysql"):
+            from sqlalchemy import text
+
+            if self._connection is None:  # one connection kept for the lock: 2 round trips
+                engine = study._storage._backend.engine  # type: ignore[attr-defined]
+                self._connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            connection = self._connection
+            key = zlib.crc32(self.name.encode())
+            if self.scheme == "postgresql":
+                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            else:
+                connection.execute(text("SELECT GET_LOCK(:k, -1)"), {"k": f"dlopt-{key}"})
+            self._held = connection
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if isinstance(held, int):
+            fcntl.flock(held, fcntl.LOCK_UN)
+            return
+        from sqlalchemy import text
+
+        key = zlib.crc32(self.name.encode())
+        if self.scheme == "postgresql":
+            held.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        else:
+            held.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": f"dlopt-{key}"})
+
+
+_LOCK_FDS: dict[tuple[int, str], int] = {}
+
+
+def _file_lock_fd(path: str) -> int:
+    """One descriptor per process on the SQLite file, never closed: closing a descriptor drops
+    the POSIX locks SQLite itself holds on the file (and one inherited through fork would share
+    its flock with the parent)."""
+    key = (os.getpid(), path)
+    if key not in _LOCK_FDS:
+        _LOCK_FDS[key] = os.open(path, os.O_RDONLY)
+    return _LOCK_FDS[key]
+
+
+def run_plan(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    sizes: Sequence[int],
+    make_round: RoundMaker,
+    lock: ClaimLock,
+) -> None:
+    """Claim and run plan entries until every one of the ``sum(sizes)`` entries has settled.
+    An error in the objective propagates (its trial is recorded as failed)."""
+    sampler = study.sampler
+    assert isinstance(sampler, Planned)
+    total, plan = sum(sizes), _read_plan(study)
+    claimed: list[int] = []
+
+    def run(trial: optuna.Trial) -> float:
+        trial.set_user_attr(ENTRY, claimed[-1])  # seen by the others before the lock goes
+        lock.release()
+        return objective(trial)
+
+    while True:
+        lock.acquire(study)
+        try:
+            if len(plan) < total:
+                plan = _read_plan(study)
+            trials = study.get_trials(deepcopy=False)
+            entry = _free_entry(trials, min(len(plan), total))
+            if entry is None and len(plan) < total and _all_settled(trials, len(plan)):
+                plan = _extend(study, plan, sizes, make_round)
+                entry = _free_entry(study.get_trials(deepcopy=False), min(len(plan), total))
+            if entry is None:
+                if len(plan) >= total and _all_settled(trials, total):
+                    return
+                with warnings.catch_warnings():  # "fail_stale_trials is experimental"
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)  # a dead worker's entry frees
+            else:
+                claimed.append(entry)
+                sampler.fixed = plan[entry]
+                study.optimize(run, n_trials=1)
+                continue
+        finally:
+            lock.release()
+        time.sleep(POLL_S)
+
+
+def _read_plan(study: optuna.Study) -> list[Config]:
+    return list(study.user_attrs.get(PLAN, []))
+
+
+def _entries(trials: Sequence[FrozenTrial], states: Sequence[TrialState]) -> set[int]:
+    return {t.user_attrs[ENTRY] for t in trials if t.state in states and ENTRY in t.user_attrs}
+
+
+def _free_entry(trials: Sequence[FrozenTrial], n: int) -> int | None:
+    taken = _entries(trials, (*SETTLED, *BUSY))
+    return next((e for e in range(n) if e not in taken), None)
+
+
+def _all_settled(trials: Sequence[FrozenTrial], n: int) -> bool:
+    return len(_entries(trials, SETTLED) & set(range(n))) == n
+
+
+def _extend(
+    study: optuna.Study, plan: list[Config], sizes: Sequence[int], make_round: RoundMaker
+) -> list[Config]:
+    """Append the rest of the round that entry ``len(plan)`` belongs to (under the lock)."""
+    start = 0
+    for r, size in enumerate(sizes):
+        if len(plan) < start + size:
+            plan = plan + make_round(study, r)[len(plan) - start : size]
+            study.set_user_attr(PLAN, plan)
+            return plan
+        start += size
+    return plan
