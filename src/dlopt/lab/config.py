@@ -139,6 +139,7 @@ class TrainConfig(_Section):
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every_steps: int = Field(0, ge=0)
+    sync_batchnorm: bool = False  # several processes: BN statistics over the global batch
 
 
 class EarlyStoppingConfig(_Section):

@@ -24,6 +24,7 @@ from dlopt.nn.dropout import noise_layers
 from dlopt.regularize.penalties import Penalty, sparsity
 from dlopt.train.callbacks import Callback
 from dlopt.train.checkpoint import FORMAT, load_checkpoint
+from dlopt.train.distributed import DataParallel, ShardedBatches
 from dlopt.train.metrics import LossFn, resolve_loss
 from dlopt.train.state import TrainState
 
@@ -65,6 +66,7 @@ class Trainer:
         handle_signals: bool = False,
         penalties: Sequence[Penalty] = (),
         augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+        distributed: DataParallel | None = None,
     ) -> None:
         if augment is not None and not callable(augment):
             raise TypeError(
@@ -78,6 +80,10 @@ class Trainer:
         self.max_epochs = check_positive_int("max_epochs", max_epochs, caller="Trainer", minimum=0)
         self.batch_size = check_positive_int("batch_size", batch_size, caller="Trainer")
         self.scheduler = scheduler
+        # several processes (dlopt.train.distributed): the hooks marked "distributed" below
+        self.distributed = distributed
+        if distributed is not None:
+            callbacks = [*callbacks, distributed]
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)  # stable: list order kept
         self.seed = seed
         self.nan_guard = nan_guard
@@ -117,7 +123,9 @@ class Trainer:
 
         `resume_from` continues the run saved in that checkpoint file (see :class:`Checkpoint`).
         """
-        batches = self._batches(train)
+        batches: Batches | ShardedBatches = self._batches(train)
+        if self.distributed is not None and isinstance(batches, Batches):
+            batches = self.distributed.shard(batches)  # distributed: this rank's shards
         loss_fn, self._classification = resolve_loss(self.loss, batches.y)
         self._loss_fn = loss_fn
         self._params = [p for p in self.model.parameters() if p.requires_grad]
@@ -189,8 +197,10 @@ class Trainer:
             )
 
     # ----------------------------------------------------------------- the loop
-    def _run_batches(self, batches: Batches) -> None:
+    def _run_batches(self, batches: Batches | ShardedBatches) -> None:
         state, model, optimizer, loss_fn = self.state, self.model, self.optimizer, self._loss_fn
+        if self.distributed is not None and not self._closure:  # distributed: DDP's forward
+            model = self.distributed.train_model(self.model)
         batch_hooks = self._hooks["on_batch_end"]
         model.train()
         for xb, yb in batches.epoch(state.epoch, state.batch):
@@ -271,6 +281,8 @@ class Trainer:
 
         for penalty in self.penalties:
             penalty.before_step()
+        if self.distributed is not None:  # distributed: f, ∇f (and Hv) summed over the ranks
+            closure = self.distributed.closure(self.optimizer, closure)
         stepped = self.optimizer.step(closure)
         loss = stepped if isinstance(stepped, Tensor) else torch.tensor(float(stepped))
         if self.nan_guard and own_guard and not self._finite(loss):
@@ -291,6 +303,11 @@ class Trainer:
         return loss
 
     def _finite(self, loss: Tensor) -> bool:
+        """Are the loss and every gradient finite (on every rank, when distributed)?"""
+        finite = self._finite_here(loss)
+        return finite if self.distributed is None else self.distributed.agree(self, finite)
+
+    def _finite_here(self, loss: Tensor) -> bool:
         """Are the loss and every gradient finite? Two scalar reads, no per-gradient sync.
 
         The gradients go through the fused kernel behind ``torch.amp.GradScaler`` (scale 1
@@ -332,6 +349,8 @@ class Trainer:
 
     def _end_epoch(self, val: tuple[Tensor, Tensor] | None) -> None:
         state = self.state
+        if self.distributed is not None:  # distributed: the epoch's sums over the ranks
+            self.distributed.reduce_accumulators(self)
         metrics: dict[str, float] = {"epoch": float(state.epoch + 1)}
         seen = max(self._seen, 1)
         metrics["loss"] = (float(self._loss_sum) + self._loss_sum_host) / seen
