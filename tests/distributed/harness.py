@@ -22,7 +22,6 @@ def _free_port() -> int:
 def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], out: Path, args: Any) -> None:
     os.environ.update(OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    torch.set_default_dtype(torch.float64)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         result = fn(rank, world, *args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,22 +9,22 @@ from torch import nn
 
 from dlopt.optim import BFGS, LBFGS, NewtonCG, NonlinearCG, distributed_closure
 
-from .harness import on_ranks
+f64 = torch.float64
 
 OPTIMIZERS = {"LBFGS": LBFGS, "BFGS": BFGS, "NonlinearCG": NonlinearCG, "NewtonCG": NewtonCG}
-STEPS = 3
+STEPS = 2
 
 
 def _problem() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     X = torch.randn(101, 6, dtype=torch.float64)  # 101: shards of 51 and 50, unequal weights
     y = (X[:, 0] - X[:, 1] > 0).long() + (X[:, 2] > 0.5).long()
-    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    model = nn.Sequential(nn.Linear(6, 8, dtype=f64), nn.Tanh(), nn.Linear(8, 3, dtype=f64))
     return model, X, y
 
 
 def _run(name: str, shard: tuple[int, int] | None) -> dict[str, Any]:
-    """STEPS steps of `name` (max_iter 5 each): the iterates and collectives per step."""
+    """STEPS steps of `name` (max_iter 4 each): the iterates and collectives per step."""
     model, X, y = _problem()
     if shard is not None:
         rank, world = shard
@@ -33,7 +32,7 @@ def _run(name: str, shard: tuple[int, int] | None) -> dict[str, Any]:
         Xs, ys = X[index], y[index]
     else:
         Xs, ys = X, y
-    optimizer = OPTIMIZERS[name](model.parameters(), max_iter=5)
+    optimizer = OPTIMIZERS[name](model.parameters(), max_iter=4)
     backward = optimizer.closure_backward
 
     def closure() -> torch.Tensor:
@@ -60,25 +59,21 @@ def _run(name: str, shard: tuple[int, int] | None) -> dict[str, Any]:
     return {"iterates": iterates, "collectives": collectives, "evaluations": evaluations}
 
 
-def _all(rank: int, world: int) -> dict[str, Any]:
+def on_each_rank(rank: int, world: int) -> dict[str, Any]:
     return {name: _run(name, (rank, world)) for name in OPTIMIZERS}
 
 
-def test_second_order_steps_match_one_process(tmp_path: Path) -> None:
-    torch.set_default_dtype(torch.float64)
-    try:
-        ranks = on_ranks(_all, tmp_path)
-        for name in OPTIMIZERS:
-            single = _run(name, None)
-            for r, result in enumerate(ranks):
-                for step, (ours, theirs) in enumerate(
-                    zip(result[name]["iterates"], single["iterates"], strict=True)
-                ):
-                    torch.testing.assert_close(
-                        ours, theirs, rtol=0, atol=1e-8, msg=f"{name} rank {r} step {step}"
-                    )
-                # one all_reduce per evaluation (f+∇f, or Hv), never more
-                assert result[name]["collectives"] == result[name]["evaluations"], name
-            assert torch.equal(ranks[0][name]["iterates"][-1], ranks[1][name]["iterates"][-1])
-    finally:
-        torch.set_default_dtype(torch.float64)
+def test_second_order_steps_match_one_process(spawned: list[dict[str, Any]]) -> None:
+    ranks = [r["second_order"] for r in spawned]
+    for name in OPTIMIZERS:
+        single = _run(name, None)
+        for r, result in enumerate(ranks):
+            for step, (ours, theirs) in enumerate(
+                zip(result[name]["iterates"], single["iterates"], strict=True)
+            ):
+                torch.testing.assert_close(
+                    ours, theirs, rtol=0, atol=1e-8, msg=f"{name} rank {r} step {step}"
+                )
+            # one all_reduce per evaluation (f+∇f, or Hv), never more
+            assert result[name]["collectives"] == result[name]["evaluations"], name
+        assert torch.equal(ranks[0][name]["iterates"][-1], ranks[1][name]["iterates"][-1])
