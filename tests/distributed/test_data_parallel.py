@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from dlopt.errors import TrainingDiverged
 from dlopt.train import Callback, EarlyStopping, Trainer
 from dlopt.train.distributed import DataParallel
 
@@ -26,9 +27,13 @@ class StopOnRank(Callback):
             trainer.request_stop("asked on one rank")
 
 
-def _fit(parallel: bool, callbacks: tuple[Callback, ...] = ()) -> dict[str, Any]:
+def _fit(
+    parallel: bool, callbacks: tuple[Callback, ...] = (), poison: int | None = None
+) -> dict[str, Any]:
     torch.manual_seed(0)
     X = torch.randn(203, 5, dtype=torch.float64)  # batches of 32 and a last one of 11
+    if poison is not None:
+        X[poison] = float("inf")  # one sample, so one rank's shard, turns the loss non-finite
     y = (X[:, 0] + X[:, 1] ** 2 > 0.5).long()
     val = (X[:50] + 0.1, y[:50])
     model = nn.Sequential(nn.Linear(5, 16, dtype=f64), nn.Tanh(), nn.Linear(16, 2, dtype=f64))
@@ -42,9 +47,12 @@ def _fit(parallel: bool, callbacks: tuple[Callback, ...] = ()) -> dict[str, Any]
         callbacks=callbacks,
         distributed=DataParallel() if parallel else None,
     )
-    trainer.fit((X, y), val)
+    try:
+        trainer.fit((X, y), val)
+    except TrainingDiverged as exc:
+        return {"diverged": (exc.epoch, exc.step), "weights": _flat(model)}
     return {
-        "weights": torch.cat([p.detach().reshape(-1) for p in model.parameters()]),
+        "weights": _flat(model),
         "history": trainer.state.history,
         "epochs": trainer.state.epoch,
         "collectives": trainer.distributed.collectives if trainer.distributed else 0,
@@ -52,11 +60,16 @@ def _fit(parallel: bool, callbacks: tuple[Callback, ...] = ()) -> dict[str, Any]
     }
 
 
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
 def on_each_rank(rank: int, world: int) -> dict[str, Any]:
     return {
         "plain": _fit(True),
         "stop": _fit(True, (StopOnRank(1, 2),)),
         "early": _fit(True, (EarlyStopping("val_loss", patience=1, min_delta=10.0),)),
+        "nan": _fit(True, poison=150),
     }
 
 
@@ -84,3 +97,11 @@ def test_a_stop_on_one_rank_stops_every_rank(ranks: list[dict[str, Any]]) -> Non
     assert [r["stop"]["epochs"] for r in ranks] == [2, 2]
     assert [r["early"]["epochs"] for r in ranks] == [2, 2]  # patience 1, never improves by 10
     assert torch.equal(ranks[0]["stop"]["weights"], ranks[1]["stop"]["weights"])
+
+
+def test_a_nonfinite_loss_on_one_rank_stops_every_rank_at_one_step(
+    ranks: list[dict[str, Any]],
+) -> None:
+    single = _fit(False, poison=150)
+    assert [r["nan"]["diverged"] for r in ranks] == [single["diverged"]] * 2
+    assert torch.equal(ranks[0]["nan"]["weights"], ranks[1]["nan"]["weights"])

@@ -80,8 +80,12 @@ def test_sigkilled_run_resumes_bit_identically(tmp_path: Path, spawned_folder: P
     os.killpg(run.pid, signal.SIGKILL)  # the agent and both workers, mid-run
     run.wait()
     assert not (out / "metrics.json").exists(), "the run finished before the kill"
-    resumed = _torchrun(str(config), "--out", str(out), "--quiet", "--resume")
-    assert resumed.wait(timeout=180) == 0
+    # the shorthand: dlopt train --nproc 2 launches torchrun's agent
+    command = [sys.executable, "-m", "dlopt.cli", "train", str(config), "--out", str(out)]
+    command += ["--quiet", "--resume", "--nproc", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    resumed = subprocess.run(command, env=env, timeout=180)
+    assert resumed.returncode == 0
     theirs = _weights(spawned_folder)
     for key, value in _weights(out).items():
         assert torch.equal(value, theirs[key]), key
