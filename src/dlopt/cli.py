@@ -70,7 +70,11 @@ def train(
 
     run_config = load_config(config)
     if nproc > 1:  # several processes: torchrun's elastic agent runs this command N times
+        from dlopt.errors import ConfigError
         from dlopt.train.launch import launch
+
+        if "WORLD_SIZE" in os.environ:
+            raise ConfigError("--nproc: this is already a torchrun worker; drop --nproc")
 
         args = ["train", str(config), "--out", str(out)]
         args += ["--resume"] * resume + ["--quiet"] * quiet

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from dlopt.lab.config import parse_config
@@ -89,3 +90,13 @@ def test_sigkilled_run_resumes_bit_identically(tmp_path: Path, spawned_folder: P
     theirs = _weights(spawned_folder)
     for key, value in _weights(out).items():
         assert torch.equal(value, theirs[key]), key
+
+
+def test_one_process_refuses_a_two_process_checkpoint(
+    spawned: list[dict[str, Any]], spawned_folder: Path
+) -> None:
+    from dlopt.errors import CheckpointError
+    from dlopt.lab.run import train_run
+
+    with pytest.raises(CheckpointError, match="saved by 2 processes but this run has 1"):
+        train_run(parse_config(CONFIG), spawned_folder, resume=True, quiet=True)

@@ -29,7 +29,6 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from dlopt.data.batching import Batches
-from dlopt.errors import CheckpointError
 from dlopt.optim.distributed import DistributedClosure, distributed_closure
 from dlopt.train.callbacks import Callback
 
@@ -86,8 +85,8 @@ class ShardedBatches:
 class DataParallel(Callback):
     """The Trainer's hooks for training on every rank of the default process group.
 
-    Give it to ``Trainer(distributed=...)``; the Trainer adds it to its callbacks (its state in
-    a checkpoint records the world size). `checkpoint_every_steps` must be the
+    Give it to ``Trainer(distributed=...)``; the Trainer adds it to its callbacks, and its
+    checkpoints record the world size (a resume with another is refused). `checkpoint_every_steps` must be the
     :class:`~dlopt.train.checkpoint.Checkpoint`'s `every_steps`: before a mid-epoch checkpoint
     the epoch's partial sums are gathered on rank 0, so a resumed run logs the same loss.
     """
@@ -197,17 +196,6 @@ class DataParallel(Callback):
         self.collectives += 1
         if flag.item() and not trainer.state.should_stop:
             trainer.request_stop("stopped on another rank")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"world_size": self.world_size}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved = state.get("world_size")
-        if saved != self.world_size:
-            raise CheckpointError(
-                f"was saved by {saved} processes but this run has {self.world_size}; resume "
-                f"with --nproc {saved} (the batches' shards, and so the steps, differ)"
-            )
 
 
 def _weighted_all_reduce(state, bucket):

@@ -497,8 +497,12 @@ class Trainer:
                 "optimizer": type(self.optimizer).__name__,
                 "threads": torch.get_num_threads(),
                 "torch": str(torch.__version__),
+                "world_size": self._world_size(),  # distributed: the shards depend on it
             },
         }
+
+    def _world_size(self) -> int:
+        return 1 if self.distributed is None else self.distributed.world_size
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; any mismatch with this run is a CheckpointError."""
@@ -517,6 +521,12 @@ class Trainer:
                         f"was saved with {key} {meta[key]!r} but this run has "
                         f"{value!r}; refusing to resume a different run"
                     )
+            if meta.get("world_size", 1) != self._world_size():  # distributed
+                raise CheckpointError(
+                    f"was saved by {meta.get('world_size', 1)} processes but this run has "
+                    f"{self._world_size()}; resume with as many (the batches' shards, and so "
+                    "the steps, differ)"
+                )
             _check_model_matches(self.model.state_dict(), payload["model"])
             _check_finite(payload["model"])
             self.model.load_state_dict(payload["model"], strict=True)
