@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from typing import Any
 
 import pytest
@@ -27,6 +30,18 @@ class StopOnRank(Callback):
             trainer.request_stop("asked on one rank")
 
 
+class SignalOnRank(Callback):
+    """Sends SIGTERM to this process after step `step`, on one rank only."""
+
+    def __init__(self, rank: int, step: int) -> None:
+        self.rank, self.step = rank, step
+
+    def on_batch_end(self, trainer: Trainer) -> None:
+        assert trainer.distributed is not None
+        if trainer.distributed.rank == self.rank and trainer.state.step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _fit(
     parallel: bool, callbacks: tuple[Callback, ...] = (), poison: int | None = None
 ) -> dict[str, Any]:
@@ -48,7 +63,8 @@ def _fit(
         distributed=DataParallel() if parallel else None,
     )
     try:
-        trainer.fit((X, y), val)
+        with trainer.distributed.signals() if trainer.distributed else contextlib.nullcontext():
+            trainer.fit((X, y), val)
     except TrainingDiverged as exc:
         return {"diverged": (exc.epoch, exc.step), "weights": _flat(model)}
     return {
@@ -57,6 +73,7 @@ def _fit(
         "epochs": trainer.state.epoch,
         "collectives": trainer.distributed.collectives if trainer.distributed else 0,
         "steps": trainer.state.step,
+        "interrupted": trainer.state.interrupted,
     }
 
 
@@ -70,6 +87,7 @@ def on_each_rank(rank: int, world: int) -> dict[str, Any]:
         "stop": _fit(True, (StopOnRank(1, 2),)),
         "early": _fit(True, (EarlyStopping("val_loss", patience=1, min_delta=10.0),)),
         "nan": _fit(True, poison=150),
+        "sigterm": _fit(True, (SignalOnRank(1, 9),)),
     }
 
 
@@ -105,3 +123,11 @@ def test_a_nonfinite_loss_on_one_rank_stops_every_rank_at_one_step(
     single = _fit(False, poison=150)
     assert [r["nan"]["diverged"] for r in ranks] == [single["diverged"]] * 2
     assert torch.equal(ranks[0]["nan"]["weights"], ranks[1]["nan"]["weights"])
+
+
+def test_sigterm_to_one_rank_stops_every_rank_at_one_step(ranks: list[dict[str, Any]]) -> None:
+    # rank 1 is signalled after step 9; the ranks agree on it at step 10's guard
+    assert [(r["sigterm"]["steps"], r["sigterm"]["interrupted"]) for r in ranks] == [
+        (10, signal.SIGTERM)
+    ] * 2
+    assert torch.equal(ranks[0]["sigterm"]["weights"], ranks[1]["sigterm"]["weights"])
