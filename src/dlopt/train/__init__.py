@@ -3,6 +3,7 @@
 from dlopt.train.batchnorm_callbacks import ActivationDiagnostics, RecalibrateBatchNorm
 from dlopt.train.callbacks import Callback, EarlyStopping, History, ProgressBar, write_history
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from dlopt.train.distributed import DataParallel
 from dlopt.train.metrics import LOSSES, accuracy, mse_loss
 from dlopt.train.state import TrainState
 from dlopt.train.trainer import Trainer
@@ -12,6 +13,7 @@ __all__ = [
     "ActivationDiagnostics",
     "Callback",
     "Checkpoint",
+    "DataParallel",
     "EarlyStopping",
     "History",
     "ProgressBar",

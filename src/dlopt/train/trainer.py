@@ -48,6 +48,10 @@ class Trainer:
     `augment` (``aug(x, generator) -> x'``, see :mod:`dlopt.augment`) transforms every training
     batch's inputs, never evaluation's; its generator is seeded from (seed, step), so a resumed
     run draws the same augmentations.
+
+    `distributed` (a :class:`~dlopt.train.distributed.DataParallel`, under torchrun) trains on
+    this rank's shard of every batch in DistributedDataParallel, or with the closure's loss and
+    gradients summed over the ranks; the NaN guard, signals and stops are agreed by all ranks.
     """
 
     def __init__(
