@@ -89,12 +89,30 @@ def train(
         bool, typer.Option(help="Continue the run saved in OUT/checkpoint.pt.")
     ] = False,
     quiet: Quiet = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="Data-parallel processes on this host (launches torchrun --standalone).",
+        ),
+    ] = 1,
 ) -> None:
     """Train a model from CONFIG; write OUT/{history.csv,checkpoint.pt,best.pt,metrics.json,curves.png}."""
     from dlopt.lab.config import load_config
     from dlopt.lab.run import ensemble_run, train_run
 
     run_config = load_config(config)
+    if nproc > 1:  # several processes: torchrun's elastic agent runs this command N times
+        from dlopt.errors import ConfigError
+        from dlopt.train.launch import launch
+
+        if "WORLD_SIZE" in os.environ:
+            raise ConfigError("--nproc: this is already a torchrun worker; drop --nproc")
+
+        args = ["train", str(config), "--out", str(out)]
+        args += ["--resume"] * resume + ["--quiet"] * quiet
+        raise typer.Exit(launch(nproc, args))
     result = (
         ensemble_run(run_config, out, resume=resume, quiet=quiet)
         if run_config.ensemble is not None

@@ -161,6 +161,7 @@ class TrainConfig(_Section):
     metrics: list[str] = Field(default_factory=list)  # logged as val_<name>
     loader_workers: int | None = Field(None, ge=0, le=64)  # a DataLoader with N workers
     threads: int | None = Field(None, ge=1, le=256)  # torch's intra-op threads; --threads wins
+    sync_batchnorm: bool = False  # several processes: BN statistics over the global batch
 
     @field_validator("metrics")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from dlopt.lab.folder import locked, store_or_check_config, write_config
 from dlopt.lab.reuse import write_run_info
 from dlopt.train.callbacks import Callback, EarlyStopping, History
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, previous_path
+from dlopt.train.distributed import DataParallel, init_process_group, world_from_env
 from dlopt.train.progress import ProgressBar
 from dlopt.train.trainer import Trainer
 
@@ -140,7 +142,11 @@ def train_run(
         resampled = Dataset(t.X[idx], t.y[idx], t.task, t.name, t.n_classes)
         splits = Splits(resampled, splits.val, splits.test, splits.transform)
     device = _device(config.train.device)
-    model = build_model(config, splits.train).to(device)
+    model = build_model(config, splits.train)
+    # several processes (torchrun): join the group; only rank 0 writes files (below)
+    parallel, device, model = _parallel(config, device, model)
+    rank0 = parallel is None or parallel.rank == 0
+    model = model.to(device)
     optimizer = build_optimizer(config.optimizer, model)
     callbacks: list[Callback] = list(extra_callbacks)
     if config.early_stopping is not None:
@@ -154,11 +160,12 @@ def train_run(
                 restore_best_weights=es.restore_best_weights,
             )
         )
-    callbacks += [
-        History(out / "history.csv"),
-        ProgressBar(enabled=False if quiet else None),
-        Checkpoint(out, every_steps=config.train.checkpoint_every_steps),
-    ]
+    if rank0:
+        callbacks += [
+            History(out / "history.csv"),
+            ProgressBar(enabled=False if quiet else None),
+            Checkpoint(out, every_steps=config.train.checkpoint_every_steps),
+        ]
     trainer = Trainer(
         model,
         optimizer,
@@ -171,17 +178,47 @@ def train_run(
         callbacks=callbacks,
         penalties=build_penalties(config.regularization),
         seed=seed,
-        handle_signals=True,
+        handle_signals=parallel is None,
         augment=build_augment(config.augment, splits.train, image_shape(config, splits.train)),
         **trainer_options(config, splits.train),
+        distributed=parallel,
     )
+    if not rank0:  # the other ranks train in step with rank 0 and write nothing
+        assert parallel is not None
+        with parallel.signals():
+            trainer.fit(
+                training_data(config, splits.train, seed),
+                splits.val,
+                resume_from=checkpoint if resume else None,
+            )
+        return RunResult(trainer, {}, trainer.state.interrupted)
     with locked(out):
         pending = store_or_check_config(config, out, resume=resume)
         train = training_data(config, splits.train, seed)
-        trainer.fit(train, splits.val, resume_from=checkpoint if resume else None)
+        with parallel.signals() if parallel is not None else contextlib.nullcontext():
+            trainer.fit(train, splits.val, resume_from=checkpoint if resume else None)
         if pending:
             write_config(config, out)
         return _finish(config, out, trainer, splits, quiet)
+
+
+def _parallel(
+    config: RunConfig, device: torch.device, model: torch.nn.Module
+) -> tuple[DataParallel | None, torch.device, torch.nn.Module]:
+    """Under torchrun (WORLD_SIZE > 1): the process group joined, this rank's device, and the
+    model with SyncBatchNorm where ``[train] sync_batchnorm`` asks for it."""
+    if world_from_env() == 1:
+        return None, device, model
+    device = init_process_group(device)
+    if config.train.sync_batchnorm:
+        if device.type != "cuda":
+            raise ConfigError(
+                "train.sync_batchnorm needs CUDA devices (torch's SyncBatchNorm has no CPU "
+                "kernel); set it to false, or train on GPUs"
+            )
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    parallel = DataParallel(checkpoint_every_steps=config.train.checkpoint_every_steps)
+    return parallel, device, model
 
 
 def _holds_run(folder: Path) -> bool:
@@ -225,6 +262,11 @@ def ensemble_run(
     """[ensemble]: the members in OUT/member-N (each a full run: resumable, its own files),
     then the model average and the vote on the test set in OUT/metrics.json. With --resume,
     finished members are read back from their best.pt and the rest train or continue."""
+    if world_from_env() > 1:
+        raise ConfigError(
+            "ensemble: members train one after another in one process; run it without "
+            "torchrun or --nproc"
+        )
     if not resume and any(_holds_run(folder) for folder in out.glob("member-*")):
         raise DataError(
             "already holds an ensemble; pass --resume to continue it or choose another --out",

@@ -1,6 +1,7 @@
 """Optimizers: Newton, Newton-CG, nonlinear CG, BFGS and L-BFGS on one strong-Wolfe line search,
 as ``minimize(fun, x0, method=...)`` and as ``torch.optim.Optimizer`` classes (SPEC I)."""
 
+from dlopt.optim.distributed import DistributedClosure, distributed_closure
 from dlopt.optim.line_search import backtracking, strong_wolfe
 from dlopt.optim.minimize import METHODS, minimize
 from dlopt.optim.optimizers import BFGS, LBFGS, Newton, NewtonCG, NonlinearCG
@@ -10,12 +11,14 @@ __all__ = [
     "BFGS",
     "LBFGS",
     "METHODS",
+    "DistributedClosure",
     "Newton",
     "NewtonCG",
     "NonlinearCG",
     "OptimizeResult",
     "Status",
     "backtracking",
+    "distributed_closure",
     "minimize",
     "strong_wolfe",
 ]

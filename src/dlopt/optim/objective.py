@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dlopt.optim.distributed import DistributedClosure
+
 
 @dataclass(slots=True)
 class Evaluation:
@@ -205,6 +207,9 @@ class ClosureObjective(Objective):
         self.params, self.closure, self.backward = params, closure, backward
         self.numels = [p.numel() for p in params]
         self._loaded: Tensor | None = None  # the x the parameters hold
+        # over several processes (dlopt.optim.distributed): a closure that does not call
+        # backward leaves f, ∇f and Hv to be summed over the ranks here, one all_reduce each
+        self._reduce = _reducer(closure, backward)
 
     def flat_params(self) -> Tensor:
         flat = torch.cat([p.detach().reshape(-1) for p in self.params])
@@ -219,6 +224,9 @@ class ClosureObjective(Objective):
     def evaluate(self, x: Tensor, create_graph: bool = False) -> Evaluation:
         f, g = self._run(x, create_graph)
         evaluation = Evaluation(f.to(x.dtype), (g.detach() if create_graph else g).to(x.dtype))
+        if self._reduce is not None:
+            packed = self._reduce(torch.cat([evaluation.g, evaluation.f.reshape(1)]))
+            evaluation.f, evaluation.g = packed[-1], packed[:-1]
         if create_graph:
             graph = [g]
 
@@ -231,6 +239,8 @@ class ClosureObjective(Objective):
                 return graph[0]
 
             evaluation.hvp, evaluation.hessian = self._curvature(graph_at_x, self.params, x.numel())
+            if self._reduce is not None:
+                evaluation.hvp, evaluation.hessian = _reduced(self._reduce, evaluation)
         return evaluation
 
     def _run(self, x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
@@ -280,3 +290,19 @@ class ClosureObjective(Objective):
                     f"calling backward() ({str(exc).splitlines()[0]})"
                 ) from None
             return loss.detach().reshape(()), _flat(grads, self.params)  # graph kept
+
+
+def _reducer(closure: Callable[[], Tensor], backward: bool) -> Callable[[Tensor], Tensor] | None:
+    """The all-reduce of a :class:`~dlopt.optim.distributed.DistributedClosure` that leaves
+    differentiation to the objective; None for every other closure."""
+    if isinstance(closure, DistributedClosure) and not (backward and closure.backward):
+        return closure.reduce
+    return None
+
+
+def _reduced(
+    reduce: Callable[[Tensor], Tensor], evaluation: Evaluation
+) -> tuple[Callable[[Tensor], Tensor], Callable[[], Tensor]]:
+    hvp, hessian = evaluation.hvp, evaluation.hessian
+    assert hvp is not None and hessian is not None
+    return (lambda v: reduce(hvp(v))), (lambda: reduce(hessian()))

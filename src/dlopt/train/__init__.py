@@ -3,6 +3,7 @@
 from dlopt.train.batchnorm_callbacks import ActivationDiagnostics, RecalibrateBatchNorm
 from dlopt.train.callbacks import Callback, EarlyStopping, History, write_history
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from dlopt.train.distributed import DataParallel
 from dlopt.train.metrics import LOSSES, accuracy, mse_loss
 from dlopt.train.progress import ProgressBar, quiet_trainers
 from dlopt.train.schedules import one_cycle, warmup, warmup_cosine
@@ -18,6 +19,7 @@ __all__ = [
     "ActivationDiagnostics",
     "Callback",
     "Checkpoint",
+    "DataParallel",
     "EarlyStopping",
     "History",
     "ProgressBar",

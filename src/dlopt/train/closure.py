@@ -42,6 +42,8 @@ def closure_step(trainer: Trainer, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
 
     for penalty in trainer.penalties:
         penalty.before_step()
+    if trainer.distributed is not None:  # distributed: f, ∇f (and Hv) summed over the ranks
+        closure = trainer.distributed.closure(trainer.optimizer, closure)
     stepped = trainer.optimizer.step(closure)
     loss = stepped if isinstance(stepped, Tensor) else torch.tensor(float(stepped))
     if trainer.nan_guard and own_guard and not trainer._finite(loss):

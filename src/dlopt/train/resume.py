@@ -68,8 +68,13 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
             "optimizer": type(trainer.optimizer).__name__,
             "threads": torch.get_num_threads(),
             "torch": str(torch.__version__),
+            "world_size": world_size(trainer),  # distributed: the shards depend on it
         },
     }
+
+
+def world_size(trainer: Trainer) -> int:
+    return 1 if trainer.distributed is None else trainer.distributed.world_size
 
 
 def restore_trainer(trainer: Trainer, payload: dict[str, Any]) -> None:
@@ -128,6 +133,12 @@ def _check_meta(trainer: Trainer, meta: dict[str, Any]) -> None:
                 f"was saved with {key} {meta[key]!r} but this run has "
                 f"{value!r}; refusing to resume a different run"
             )
+    if meta.get("world_size", 1) != world_size(trainer):  # distributed
+        raise CheckpointError(
+            f"was saved by {meta.get('world_size', 1)} processes but this run has "
+            f"{world_size(trainer)}; resume with as many (the batches' shards, and so the "
+            "steps, differ)"
+        )
 
 
 def _restore_accumulators(trainer: Trainer, acc: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from dlopt.train import resume
 from dlopt.train.callbacks import Callback
 from dlopt.train.checkpoint import load_checkpoint
 from dlopt.train.closure import closure_step, warn_if_noisy
+from dlopt.train.distributed import DataParallel
 from dlopt.train.evaluation import eval_mode, evaluate_batches
 from dlopt.train.metrics import LossFn, check_label_smoothing, resolve_loss
 from dlopt.train.progress import ProgressBar, progress_by_default
@@ -29,6 +30,7 @@ from dlopt.train.signals import SignalCatcher
 from dlopt.train.sources import (
     BatchSource,
     DataLike,
+    InMemorySource,
     batch_source,
     check_source,
     eval_batches,
@@ -76,6 +78,10 @@ class Trainer:
         progress: Show progress (:class:`~dlopt.train.progress.ProgressBar`: a bar on a
             terminal, a line per epoch elsewhere); None: yes, unless inside
             :func:`~dlopt.train.progress.quiet_trainers`.
+        distributed: A :class:`~dlopt.train.distributed.DataParallel` (under torchrun): this
+            rank's shard of every in-memory batch in DistributedDataParallel, or the closure's
+            loss and gradients summed over the ranks; the NaN guard, signals and stops are
+            agreed by all ranks.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class Trainer:
         metrics: Sequence[str] = (),
         swa: SWA | None = None,
         progress: bool | None = None,
+        distributed: DataParallel | None = None,
     ) -> None:
         if augment is not None and not callable(augment):
             raise TypeError(
@@ -120,6 +127,10 @@ class Trainer:
             isinstance(cb, ProgressBar) for cb in callbacks
         ):
             callbacks.append(ProgressBar())
+        # several processes (dlopt.train.distributed): the hooks marked "distributed" below
+        self.distributed = distributed
+        if distributed is not None:
+            callbacks.append(distributed)
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)  # stable: list order kept
         self.seed = seed
         self.nan_guard = nan_guard
@@ -142,6 +153,7 @@ class Trainer:
         self._grads_finite = GradientCheck()
         self._last_loss = math.nan
         self._params: list[Tensor] = []
+        self._forward: nn.Module = model  # DDP's wrapper when distributed (set per epoch)
         self._source: BatchSource | None = None
         self._train_xy: tuple[Tensor, Tensor] | None = None
         self._fingerprint: str | None = None  # of the training data, computed when first needed
@@ -238,6 +250,13 @@ class Trainer:
     def _prepare(self, train: object) -> BatchSource:
         device, dtype = self._device_dtype()
         source, self._train_xy = batch_source(train, self.batch_size, self.seed, device, dtype)
+        if self.distributed is not None:  # distributed: this rank's shards of every batch
+            if not isinstance(source, InMemorySource):
+                raise TypeError(
+                    "Trainer(distributed=...) shards in-memory training data; got "
+                    f"{type(train).__name__}."
+                )
+            source = InMemorySource(self.distributed.shard(source.batches))  # type: ignore[arg-type]
         self._source, self._fingerprint = source, None
         self._loss_fn, self._classification = self._resolve_loss(source.targets_sample())
         self._params = [p for p in self.model.parameters() if p.requires_grad]
@@ -271,6 +290,9 @@ class Trainer:
         step_scheduler = self.scheduler if self.scheduler_interval == "step" else None
         if self.swa is not None and self.swa.active(state.epoch - 1):
             step_scheduler = None  # SWALR has taken over the LR
+        self._forward = self.model
+        if self.distributed is not None and not self._closure:  # distributed: DDP's forward
+            self._forward = self.distributed.train_model(self.model)
         self.model.train()
         for xb, yb in source.epoch(state.epoch, state.batch):
             if self.augment is not None:
@@ -306,7 +328,7 @@ class Trainer:
         optimizer, precision = self.optimizer, self._precision
         optimizer.zero_grad(set_to_none=True)
         with precision.autocast():
-            out = self.model(xb)
+            out = self._forward(xb)
             loss = self._loss_fn(out, yb)
         objective = self._regularized(loss)
         precision.backward(objective)
@@ -349,9 +371,11 @@ class Trainer:
         return loss
 
     def _finite(self, loss: Tensor, grads: bool = True) -> bool:
-        """Are the loss and (with `grads`) every gradient finite? Two scalar reads."""
+        """Are the loss and (with `grads`) every gradient finite — on every rank, when
+        distributed? Two scalar reads."""
         self._last_loss = value = loss.item()
-        return math.isfinite(value) and (not grads or self._grads_finite(self._params))
+        finite = math.isfinite(value) and (not grads or self._grads_finite(self._params))
+        return finite if self.distributed is None else self.distributed.agree(self, finite)
 
     def _diverge(self, loss: Tensor) -> None:
         self.state.diverged = True
@@ -359,6 +383,8 @@ class Trainer:
 
     def _end_epoch(self, val: Any) -> None:
         state = self.state
+        if self.distributed is not None:  # distributed: the epoch's sums over the ranks
+            self.distributed.reduce_accumulators(self)
         metrics: dict[str, float] = {"epoch": float(state.epoch + 1)}
         seen = max(self._seen, 1)
         metrics["loss"] = (float(self._loss_sum) + self._loss_sum_host) / seen
