@@ -33,7 +33,7 @@ def _run(name: str, shard: tuple[int, int] | None) -> dict[str, Any]:
     else:
         Xs, ys = X, y
     optimizer = OPTIMIZERS[name](model.parameters(), max_iter=4)
-    backward = optimizer.closure_backward
+    backward = optimizer.step_policy.closure_backward
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()

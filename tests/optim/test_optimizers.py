@@ -20,7 +20,7 @@ def _closure(params, optimizer):
     def closure():
         optimizer.zero_grad()
         loss = extended_rosenbrock(torch.cat([p.reshape(-1) for p in params]))
-        if optimizer.closure_backward:
+        if optimizer.step_policy.closure_backward:
             loss.backward()
         return loss
 

@@ -7,7 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from dlopt.optim import BFGS, LBFGS, Newton, NewtonCG, NonlinearCG, Status, minimize
+from dlopt.optim import (
+    BFGS,
+    LBFGS,
+    Newton,
+    NewtonCG,
+    NonlinearCG,
+    Status,
+    minimize,
+    step_policy,
+)
 
 OPTIMIZERS_UNDER_TEST = {
     "torch-lbfgs": lambda params, **kw: torch.optim.LBFGS(
@@ -30,7 +39,7 @@ def _closure(optimizer, loss_fn):
     def closure():
         optimizer.zero_grad()
         loss = loss_fn()
-        if getattr(optimizer, "closure_backward", True):
+        if step_policy(optimizer).closure_backward:
             loss.backward()
         return loss
 

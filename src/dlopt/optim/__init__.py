@@ -6,6 +6,7 @@ from dlopt.optim.line_search import backtracking, strong_wolfe
 from dlopt.optim.minimize import METHODS, minimize
 from dlopt.optim.optimizers import BFGS, LBFGS, Newton, NewtonCG, NonlinearCG
 from dlopt.optim.result import OptimizeResult, Status
+from dlopt.optim.step_policy import StepPolicy, step_policy
 
 __all__ = [
     "BFGS",
@@ -17,8 +18,10 @@ __all__ = [
     "NonlinearCG",
     "OptimizeResult",
     "Status",
+    "StepPolicy",
     "backtracking",
     "distributed_closure",
     "minimize",
+    "step_policy",
     "strong_wolfe",
 ]

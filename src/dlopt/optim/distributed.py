@@ -23,13 +23,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from dlopt.optim.step_policy import step_policy
+
 
 class DistributedClosure:
     """A closure whose loss, gradients and curvature are the weighted sums over the ranks.
 
     With a closure that calls ``backward()`` (LBFGS, BFGS, NonlinearCG, torch.optim.LBFGS),
     calling it reduces the loss and every ``.grad`` in one ``all_reduce`` and returns the global
-    loss. With one that does not (NewtonCG, Newton: ``closure_backward = False``), the closure
+    loss. With one that does not (NewtonCG, Newton: ``step_policy.closure_backward`` is False), the closure
     returns the local loss and :class:`dlopt.optim.objective.ClosureObjective` reduces what it
     differentiates through :meth:`reduce`.
     """
@@ -90,7 +92,7 @@ def distributed_closure(
 
     Args:
         optimizer: The optimizer that will call it: its parameters get the reduced gradients,
-            and its ``closure_backward`` says whether the closure calls ``backward()``.
+            and its :func:`~dlopt.optim.step_policy.step_policy` says whether the closure calls ``backward()``.
         closure: The usual closure, evaluated on this rank's shard (its loss a mean over it).
         weight: This shard's share n_r / n of the batch; default 1 / world size (equal shards).
         group: The process group (default: the world).
@@ -108,7 +110,7 @@ def distributed_closure(
     return DistributedClosure(
         closure,
         params,
-        backward=bool(getattr(optimizer, "closure_backward", True)),
+        backward=step_policy(optimizer).closure_backward,
         weight=share,
         group=group,
     )

@@ -8,8 +8,8 @@ counters, the last status — lives on the first parameter, so ``state_dict`` ro
 
 Closures: for NonlinearCG, BFGS and LBFGS the usual one (zero grads, compute the loss, call
 ``backward()``, return the loss). Newton and NewtonCG differentiate the loss themselves: their
-closure returns the loss *without* calling backward (``closure_backward = False``; the Trainer
-knows).
+closure returns the loss *without* calling backward (``step_policy.closure_backward`` is False;
+the Trainer knows).
 
 The torch.optim contract, with torch.optim.LBFGS as the reference: sparse gradients are
 densified (the methods work on one dense vector; as torch.optim.LBFGS does); a param group
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -37,16 +37,15 @@ from dlopt.optim.minimize import DENSE_MEMORY_BUDGET, LINE_SEARCHES, check_dense
 from dlopt.optim.objective import ClosureObjective
 from dlopt.optim.result import Status
 from dlopt.optim.solver import Memory, Solver
+from dlopt.optim.step_policy import StepPolicy
 
 
 class _SecondOrder(torch.optim.Optimizer):
     """Shared machinery; subclasses say which method and which options they take."""
 
-    requires_closure = True
-    closure_backward = True
     # a NaN or inf at a trial step is the line search's to handle (it shrinks the step); the
     # parameters only ever take finite iterates, and step() returns the loss there
-    handles_nonfinite_trials = True
+    step_policy: ClassVar[StepPolicy] = StepPolicy(closure=True, guards_trials=True)
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         caller = type(self).__name__
@@ -123,7 +122,7 @@ class _SecondOrder(torch.optim.Optimizer):
             if "method" in state:
                 method.load_state_dict(state["method"])
         memory = Memory(**state["memory"]) if "memory" in state else Memory()
-        objective = ClosureObjective(params, closure, self.closure_backward)
+        objective = ClosureObjective(params, closure, self.step_policy.closure_backward)
         solver = Solver(
             method,
             objective,
@@ -268,7 +267,7 @@ class NewtonCG(_SecondOrder):
     ('CONVERGED', 0.4102)
     """
 
-    closure_backward = False
+    step_policy = StepPolicy(closure=True, closure_backward=False, guards_trials=True)
 
     def __init__(
         self,
@@ -291,7 +290,7 @@ class Newton(_SecondOrder):
     """Newton with the exact, damped Hessian (small n); closure without backward. Refuses an
     n×n Hessian above `memory_budget` bytes (Newton-CG needs none)."""
 
-    closure_backward = False
+    step_policy = StepPolicy(closure=True, closure_backward=False, guards_trials=True)
 
     def __init__(
         self,

@@ -25,14 +25,15 @@ def closure_step(trainer: Trainer, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     bad: list[Tensor] = []
     # dlopt's second-order methods reject a non-finite trial step themselves (their line
     # search shrinks it): only the loss and gradients where they stop are the guard's
-    own_guard = getattr(trainer.optimizer, "handles_nonfinite_trials", False)
+    own_guard = trainer._policy.guards_trials
+    backward = trainer._policy.closure_backward
     check_trials = trainer.nan_guard and not own_guard
 
     def closure() -> Any:  # torch.optim types closures as returning float
         trainer.optimizer.zero_grad(set_to_none=True)
         out = trainer.model(xb)
         loss = trainer._regularized(trainer._loss_fn(out, yb))
-        if getattr(trainer.optimizer, "closure_backward", True):
+        if backward:
             loss.backward()
         if not first:
             first.append(out.detach())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -23,14 +24,26 @@ def mse_loss(output: Tensor, target: Tensor) -> Tensor:
 LOSSES: dict[str, LossFn] = {"cross_entropy": F.cross_entropy, "mse": mse_loss}
 
 
-def resolve_loss(loss: str | LossFn, target: Tensor) -> tuple[LossFn, bool]:
-    """(loss function, is classification) — "auto" picks cross-entropy for integer targets."""
+def resolve_loss(
+    loss: str | LossFn, target: Tensor, label_smoothing: float = 0.0
+) -> tuple[LossFn, bool]:
+    """(loss function, is classification) — "auto" picks cross-entropy for integer targets;
+    a `label_smoothing` ε > 0 smooths it (``F.cross_entropy(label_smoothing=ε)``)."""
     classification = not torch.is_floating_point(target)
     if callable(loss):
         return loss, classification
     if loss == "auto":
         loss = "cross_entropy" if classification else "mse"
-    return check_choice("loss", loss, LOSSES, caller="Trainer"), classification
+    loss_fn = check_choice("loss", loss, LOSSES, caller="Trainer")
+    if label_smoothing:
+        if loss_fn is not F.cross_entropy:
+            raise ValueError(
+                "Trainer(label_smoothing=...) smooths the cross-entropy of class targets; "
+                f"this run's loss is {loss!r} on {target.dtype} targets: got "
+                f"label_smoothing={label_smoothing!r}."
+            )
+        loss_fn = functools.partial(F.cross_entropy, label_smoothing=label_smoothing)
+    return loss_fn, classification
 
 
 def check_label_smoothing(value: float, loss: str | LossFn) -> float:

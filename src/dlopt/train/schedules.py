@@ -4,12 +4,15 @@ Smith & Topin 2017). Pass one to ``Trainer(scheduler=..., scheduler_interval="st
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim.lr_scheduler import ConstantLR, LinearLR, LRScheduler, OneCycleLR, SequentialLR
 
 from dlopt._validation import check_choice, check_positive_int
+
+if TYPE_CHECKING:
+    from dlopt.train.trainer import Trainer
 
 INTERVALS = ("epoch", "step")
 
@@ -71,3 +74,16 @@ def one_cycle(
         raise ValueError(f"one_cycle(pct_start=...) must lie in (0, 1); got {pct_start!r}.")
     max_lr = [group["lr"] for group in optimizer.param_groups]
     return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start)
+
+
+def schedule_epoch(trainer: Trainer, metrics: dict[str, float]) -> None:
+    """The Trainer's end-of-epoch LR step: SWA's once it has begun, else the epoch scheduler's
+    (ReduceLROnPlateau on ``val_loss``, else ``loss``)."""
+    scheduler = trainer.scheduler
+    if trainer.swa is not None and trainer.swa.active(trainer.state.epoch):
+        trainer.swa.epoch_end(trainer.model)
+    elif scheduler is not None and trainer.scheduler_interval == "epoch":
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(metrics.get("val_loss", metrics["loss"]))
+        else:
+            scheduler.step()

@@ -1,17 +1,21 @@
-"""The pieces of one first-order step beyond ``backward(); step()``: mixed precision, the
-NaN guard's gradient check, and gradient-norm clipping."""
+"""One first-order step of the Trainer — zero_grad, forward, backward, NaN guard, clipping,
+step — and its pieces: mixed precision, the guard's gradient check, gradient-norm clipping,
+the seeded augmentation of a batch. (The closure step is :mod:`dlopt.train.closure`.)"""
 
 from __future__ import annotations
 
 import contextlib
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from dlopt._validation import check_finite_number
+
+if TYPE_CHECKING:
+    from dlopt.train.trainer import Trainer
 
 
 class Precision:
@@ -104,3 +108,46 @@ def divergence(model: nn.Module, loss: Tensor, epoch: int, step: int) -> str:
         ]
         what = f"gradient of {names[0] if names else 'a parameter'} became non-finite {where}"
     return what + "; parameters kept from the last finite step"
+
+
+def gradient_step(trainer: Trainer, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+    """zero_grad, forward, backward, guard, clip, step; returns (data loss, output)."""
+    optimizer, precision = trainer.optimizer, trainer._precision
+    optimizer.zero_grad(set_to_none=True)
+    with precision.autocast():
+        out = trainer._forward(xb)
+        loss = trainer._loss_fn(out, yb)
+    objective = trainer._regularized(loss)
+    precision.backward(objective)
+    precision.unscale(optimizer)
+    if trainer.nan_guard:
+        # with a GradScaler, overflowing float16 gradients are its to skip, not divergence
+        if not trainer._finite(objective, grads=precision.scaler is None):
+            trainer._diverge(objective)
+            return loss, out
+        if trainer.penalties:
+            trainer._last_loss = loss.item()  # log the data loss, not J + λR
+    if trainer.clip_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(trainer._params, trainer.clip_grad_norm)
+    for penalty in trainer.penalties:
+        penalty.before_step()
+    precision.step(optimizer)
+    return loss, out
+
+
+def augment_batch(trainer: Trainer, xb: Tensor) -> Tensor:
+    """`trainer.augment` of a training batch, its generator seeded from (seed, step) so a
+    resumed run draws the same augmentations."""
+    assert trainer.augment is not None
+    generator = trainer._augment_generator
+    if generator is None or generator.device != xb.device:  # one per run, reseeded below
+        generator = trainer._augment_generator = torch.Generator(device=xb.device)
+    generator.manual_seed(trainer.seed * 1_000_003 + trainer.state.step)
+    out = trainer.augment(xb, generator)
+    if not isinstance(out, Tensor) or out.shape != xb.shape:
+        raise ValueError(
+            f"Trainer(augment=...) must return a batch of the inputs' shape "
+            f"{tuple(xb.shape)}; got "
+            + (f"{tuple(out.shape)}." if isinstance(out, Tensor) else f"{type(out).__name__}.")
+        )
+    return out

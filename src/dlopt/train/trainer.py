@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlopt._validation import check_positive_int
 from dlopt.data.batching import Batches
 from dlopt.errors import CheckpointError, TrainingDiverged
+from dlopt.optim.step_policy import step_policy
 from dlopt.regularize.penalties import Penalty, sparsity
 from dlopt.train import resume
 from dlopt.train.callbacks import Callback
@@ -24,7 +23,7 @@ from dlopt.train.distributed import DataParallel
 from dlopt.train.evaluation import eval_mode, evaluate_batches
 from dlopt.train.metrics import LossFn, check_label_smoothing, resolve_loss
 from dlopt.train.progress import ProgressBar, progress_by_default
-from dlopt.train.schedules import check_interval
+from dlopt.train.schedules import check_interval, schedule_epoch
 from dlopt.train.scores import check_metrics
 from dlopt.train.signals import SignalCatcher
 from dlopt.train.sources import (
@@ -38,7 +37,14 @@ from dlopt.train.sources import (
     to_device,
 )
 from dlopt.train.state import TrainState
-from dlopt.train.step import GradientCheck, Precision, check_max_norm, divergence
+from dlopt.train.step import (
+    GradientCheck,
+    Precision,
+    augment_batch,
+    check_max_norm,
+    divergence,
+    gradient_step,
+)
 from dlopt.train.swa import SWA
 
 _HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end")
@@ -47,8 +53,8 @@ _HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_
 class Trainer:
     """Minibatch training of `model` with `optimizer`, on the model's device and dtype.
 
-    Any ``torch.optim`` optimizer works; closure-based ones (L-BFGS, or any optimizer with
-    ``requires_closure = True``) get a closure. The LR `scheduler` steps once per epoch
+    Any ``torch.optim`` optimizer works; closure-based ones (torch.optim.LBFGS, dlopt's
+    second-order methods: see :class:`~dlopt.optim.StepPolicy`) get a closure. The LR `scheduler` steps once per epoch
     (ReduceLROnPlateau with ``val_loss``, else ``loss``), or after every optimizer step with
     ``scheduler_interval="step"`` (see :mod:`dlopt.train.schedules`). With `nan_guard` a
     non-finite loss or gradient is caught before ``optimizer.step()``: parameters stay as they
@@ -158,9 +164,8 @@ class Trainer:
         self._train_xy: tuple[Tensor, Tensor] | None = None
         self._fingerprint: str | None = None  # of the training data, computed when first needed
         self._precision = Precision(False, torch.device("cpu"))
-        self._closure = bool(getattr(self.optimizer, "requires_closure", False)) or isinstance(
-            self.optimizer, torch.optim.LBFGS
-        )
+        self._policy = step_policy(self.optimizer)  # how to drive it: read once
+        self._closure = self._policy.closure
         if self._closure and (self.mixed_precision or self.clip_grad_norm is not None):
             raise ValueError(
                 f"Trainer(mixed_precision=..., clip_grad_norm=...) apply to first-order steps; "
@@ -272,16 +277,7 @@ class Trainer:
         return source
 
     def _resolve_loss(self, target: Tensor) -> tuple[LossFn, bool]:
-        loss_fn, classification = resolve_loss(self.loss, target)
-        if self.label_smoothing:
-            if loss_fn is not F.cross_entropy:
-                raise ValueError(
-                    "Trainer(label_smoothing=...) smooths the cross-entropy of class targets; "
-                    f"this run's loss is {self.loss!r} on {target.dtype} targets: got "
-                    f"label_smoothing={self.label_smoothing!r}."
-                )
-            loss_fn = functools.partial(F.cross_entropy, label_smoothing=self.label_smoothing)
-        return loss_fn, classification
+        return resolve_loss(self.loss, target, self.label_smoothing)
 
     # ----------------------------------------------------------------- the loop
     def _run_batches(self, source: BatchSource) -> None:
@@ -296,11 +292,11 @@ class Trainer:
         self.model.train()
         for xb, yb in source.epoch(state.epoch, state.batch):
             if self.augment is not None:
-                xb = self._augmented(xb)
+                xb = augment_batch(self, xb)
             if self._closure:
                 loss, out = closure_step(self, xb, yb)
             else:
-                loss, out = self._gradient_step(xb, yb)
+                loss, out = gradient_step(self, xb, yb)
             if state.diverged:
                 return
             for penalty in self.penalties:
@@ -322,45 +318,6 @@ class Trainer:
                 cb.on_batch_end(self)
             if state.should_stop:
                 return
-
-    def _gradient_step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
-        """zero_grad, forward, backward, guard, clip, step; returns (data loss, output)."""
-        optimizer, precision = self.optimizer, self._precision
-        optimizer.zero_grad(set_to_none=True)
-        with precision.autocast():
-            out = self._forward(xb)
-            loss = self._loss_fn(out, yb)
-        objective = self._regularized(loss)
-        precision.backward(objective)
-        precision.unscale(optimizer)
-        if self.nan_guard:
-            # with a GradScaler, overflowing float16 gradients are its to skip, not divergence
-            if not self._finite(objective, grads=precision.scaler is None):
-                self._diverge(objective)
-                return loss, out
-            if self.penalties:
-                self._last_loss = loss.item()  # log the data loss, not J + λR
-        if self.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self._params, self.clip_grad_norm)
-        for penalty in self.penalties:
-            penalty.before_step()
-        precision.step(optimizer)
-        return loss, out
-
-    def _augmented(self, xb: Tensor) -> Tensor:
-        assert self.augment is not None
-        generator = self._augment_generator
-        if generator is None or generator.device != xb.device:  # one per run, reseeded below
-            generator = self._augment_generator = torch.Generator(device=xb.device)
-        generator.manual_seed(self.seed * 1_000_003 + self.state.step)  # (seed, step): resumable
-        out = self.augment(xb, generator)
-        if not isinstance(out, Tensor) or out.shape != xb.shape:
-            raise ValueError(
-                f"Trainer(augment=...) must return a batch of the inputs' shape "
-                f"{tuple(xb.shape)}; got "
-                + (f"{tuple(out.shape)}." if isinstance(out, Tensor) else f"{type(out).__name__}.")
-            )
-        return out
 
     def _regularized(self, loss: Tensor) -> Tensor:
         """J + λR: the penalties' coupled terms join the loss before backward."""
@@ -398,7 +355,7 @@ class Trainer:
         if val is not None:
             metrics.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
         metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
-        self._schedule_epoch(metrics)
+        schedule_epoch(self, metrics)
         self._reset_accumulators()
         state.epoch += 1
         state.batch = 0
@@ -408,16 +365,6 @@ class Trainer:
             self._take_signal()
         for cb in self._hooks["on_epoch_end"]:
             cb.on_epoch_end(self)
-
-    def _schedule_epoch(self, metrics: dict[str, float]) -> None:
-        """The end-of-epoch LR step: SWA's once it has begun, else the epoch scheduler's."""
-        if self.swa is not None and self.swa.active(self.state.epoch):
-            self.swa.epoch_end(self.model)
-        elif self.scheduler is not None and self.scheduler_interval == "epoch":
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.scheduler.step(metrics.get("val_loss", metrics["loss"]))
-            else:
-                self.scheduler.step()
 
     def _reset_accumulators(self) -> None:
         device = self._device_dtype()[0]
