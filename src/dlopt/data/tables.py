@@ -1,6 +1,6 @@
 """CSV tables: numeric features and a label column of numbers or class names.
 
-A plain numeric file is parsed in bulk by ``np.loadtxt``'s C reader; anything it does not take
+A plain numeric file is parsed in bulk by ``np.loadtxt``'s C reader (called on the bytes); anything it does not take
 (quoted fields, class names, a bad field) goes through the precise reader, which accepts the
 same files and names the line and column of every problem.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,19 +114,49 @@ def _bulk(body: bytes) -> tuple[list[str] | None, np.ndarray] | None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "input contained no data" and the like
         try:
-            values = np.loadtxt(
-                io.BytesIO(body),
-                delimiter=",",
-                comments=None,
-                skiprows=int(header),
-                dtype=np.float64,
-                ndmin=2,
-            )
+            values = _parse_numbers(body, int(header))
         except (ValueError, UserWarning):
             return None
-    if not len(values) or values.shape[1] != len(first) or not np.isfinite(values).all():
+    if values.ndim != 2:
+        return None
+    # one sum finds NaN and inf (they propagate); only an overflowing sum needs the full check
+    if not len(values) or values.shape[1] != len(first):
+        return None
+    if not math.isfinite(values.sum()) and not np.isfinite(values).all():
         return None
     return ([f.strip() for f in first] if header else None), values
+
+
+def _parse_numbers(body: bytes, skip: int) -> np.ndarray:
+    """``np.loadtxt(BytesIO(body), delimiter=",", skiprows=skip)`` without its line-by-line
+    iteration: numpy's C reader takes a file object whole only from a path, so its reader is
+    called directly on the bytes (read in chunks, decoded in C); ``np.loadtxt`` itself when this
+    numpy lacks it."""
+    try:
+        from numpy._core._multiarray_umath import _load_from_filelike
+    except ImportError:  # pragma: no cover - numpy < 2 or a changed private API
+        _load_from_filelike = None
+    if _load_from_filelike is not None:
+        try:
+            values: np.ndarray = _load_from_filelike(
+                io.BytesIO(body),
+                delimiter=",",
+                comment=None,
+                quote=None,
+                imaginary_unit="j",
+                usecols=None,
+                skiplines=skip,
+                max_rows=-1,
+                converters=None,
+                dtype=np.dtype(np.float64),
+                encoding="latin1",  # bytes beyond ASCII fail here and go to the precise reader
+                filelike=True,
+                byte_converters=False,
+            )
+            return values
+        except TypeError:  # pragma: no cover - its signature changed
+            pass
+    return np.loadtxt(io.BytesIO(body), delimiter=",", comments=None, skiprows=skip, ndmin=2)
 
 
 def _precise(path: Path, text: str, label: str | None, label_optional: bool) -> CsvTable:
@@ -184,7 +215,9 @@ def _table(
     label_optional: bool,
 ) -> CsvTable:
     column = _label_column(path, header, values.shape[1], label, label_optional)
-    return CsvTable(header, np.delete(values, column, axis=1), values[:, column].copy(), column)
+    # the usual last label column: features are a view (no copy of the table)
+    features = values[:, :-1] if column == values.shape[1] - 1 else np.delete(values, column, 1)
+    return CsvTable(header, features, values[:, column].copy(), column)
 
 
 def _label_column(
