@@ -7,6 +7,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
+from dlopt.errors import InvalidParameterError
+
 T = TypeVar("T")
 
 
@@ -19,9 +21,9 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 def check_choice(name: str, value: str, choices: Mapping[str, T], *, caller: str) -> T:
     """Return ``choices[value]``; otherwise raise a ValueError listing the choices."""
     if not isinstance(value, str):
-        raise TypeError(f"{caller}({name}=...) must be a string; got {value!r}.")
+        raise InvalidParameterError(f"{caller}({name}=...) must be a string; got {value!r}.")
     if value not in choices:
-        raise ValueError(
+        raise InvalidParameterError(
             f"{caller}({name}=...) must be one of {sorted(choices)}; got {value!r}."
             + did_you_mean(value, choices)
         )
@@ -30,9 +32,11 @@ def check_choice(name: str, value: str, choices: Mapping[str, T], *, caller: str
 
 def check_positive_int(name: str, value: object, *, caller: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{caller}({name}=...) must be an int; got {value!r}.")
+        raise InvalidParameterError(f"{caller}({name}=...) must be an int; got {value!r}.")
     if value < minimum:
-        raise ValueError(f"{caller}({name}=...) must be an int >= {minimum}; got {value!r}.")
+        raise InvalidParameterError(
+            f"{caller}({name}=...) must be an int >= {minimum}; got {value!r}."
+        )
     return value
 
 
@@ -41,13 +45,15 @@ def check_fraction(
 ) -> float:
     """A float in [0, 1) by default; `low_open`/`high_open` exclude the ends."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{caller}({name}=...) must be a number; got {value!r}.")
+        raise InvalidParameterError(f"{caller}({name}=...) must be a number; got {value!r}.")
     value = float(value)
     low_ok = value > 0 if low_open else value >= 0
     high_ok = value < 1 if high_open else value <= 1
     if not (math.isfinite(value) and low_ok and high_ok):
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{caller}({name}=...) must lie in {lo}0, 1{hi}; got {value!r}.")
+        raise InvalidParameterError(
+            f"{caller}({name}=...) must lie in {lo}0, 1{hi}; got {value!r}."
+        )
     return value
 
 
@@ -55,9 +61,11 @@ def check_finite_number(
     name: str, value: object, *, caller: str, positive: bool = False, nonnegative: bool = False
 ) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{caller}({name}=...) must be a number; got {value!r}.")
+        raise InvalidParameterError(f"{caller}({name}=...) must be a number; got {value!r}.")
     value = float(value)
     if not math.isfinite(value) or (positive and value <= 0) or (nonnegative and value < 0):
         rule = " > 0" if positive else " ≥ 0" if nonnegative else ""
-        raise ValueError(f"{caller}({name}=...) must be a finite number{rule}; got {value!r}.")
+        raise InvalidParameterError(
+            f"{caller}({name}=...) must be a finite number{rule}; got {value!r}."
+        )
     return value

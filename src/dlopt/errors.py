@@ -55,6 +55,12 @@ class CheckpointError(DloptError):
     """A checkpoint that is missing, corrupt, unsafe or does not match the run."""
 
 
+class InvalidParameterError(DloptError, TypeError):
+    """A library function's argument of the wrong type or value (``minimize(x0=...)``,
+    ``mlp(hidden=...)``): both the ValueError and the TypeError Python users catch, as
+    scikit-learn's InvalidParameterError is, and a DloptError, so the CLI answers it with exit 2."""
+
+
 class TrainingDiverged(Exception):
     """The loss or a gradient became non-finite; parameters were left at the last finite step."""
 

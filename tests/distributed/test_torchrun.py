@@ -69,6 +69,7 @@ def test_rank0_alone_writes(spawned: list[dict[str, Any]], spawned_folder: Path)
     assert not [f for f in files if "rank" in f or f.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_bit_identically(tmp_path: Path, spawned_folder: Path) -> None:
     config = tmp_path / "ddp.toml"
     config.write_text(TOML)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +24,7 @@ from dlopt.errors import DloptError
 from dlopt.lab.config import load_config
 from dlopt.train import load_checkpoint, save_checkpoint
 
-from ..conftest import assert_one_error_line, run_cli
+from ..conftest import assert_one_error_line
 from .corpus import CIFAR_RECORD, IMAGES, corpus, idx, npz
 
 CASES = corpus()
@@ -56,17 +60,44 @@ def test_malformed_input_exits_2_with_one_line_naming_the_file(case, tmp_path, c
     assert _listing(tmp_path) == before, "no output files may be created"
 
 
-@pytest.mark.parametrize(
-    "kind", ["toml", "csv", "npz", "idx-images", "idx-labels", "cifar", "checkpoint", "yaml"]
-)
-def test_real_processes_and_python_O_behave_the_same(kind, tmp_path):
-    """I1 in a real process, and I5: the checks do not vanish under `python -O`."""
-    case = next(c for c in CASES if c.kind == kind)
-    bad = case.write(tmp_path)
-    for extra in ((), ("-O",)):
-        result = run_cli(*case.argv(bad, tmp_path), extra=extra)
-        assert result.returncode == 2, result.stderr
-        assert_one_error_line(result.stderr, bad.name)
+_DRIVER = """
+import contextlib, io, json, sys
+from dlopt.cli import main
+out = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    out.append([code, err.getvalue()])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("extra", [(), ("-O",)], ids=["python", "python-O"])
+def test_real_processes_and_python_O_behave_the_same(extra, tmp_path):
+    """I1 in a real process, and I5: the checks do not vanish under `python -O` — one case of
+    each of the 8 kinds, all in one interpreter (each process start imports torch)."""
+    chosen = [next(c for c in CASES if c.kind == kind) for kind in sorted({c.kind for c in CASES})]
+    assert len(chosen) == 8
+    argvs, names = [], []
+    for case in chosen:
+        folder = tmp_path / case.kind
+        folder.mkdir()
+        bad = case.write(folder)
+        argvs.append(case.argv(bad, folder))
+        names.append(bad.name)
+    result = subprocess.run(
+        [sys.executable, *extra, "-c", _DRIVER, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for (code, err), name in zip(json.loads(result.stdout), names, strict=True):
+        assert code == 2, err
+        assert_one_error_line(err, name)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from dlopt._validation import check_positive_int
+from dlopt.errors import InvalidParameterError
 
 
 class Batches:
@@ -29,7 +30,9 @@ class Batches:
     ) -> None:
         check_positive_int("batch_size", batch_size, caller="Batches")
         if len(X) != len(y):
-            raise ValueError(f"Batches(X, y) must have the same length; got {len(X)} and {len(y)}.")
+            raise InvalidParameterError(
+                f"Batches(X, y) must have the same length; got {len(X)} and {len(y)}."
+            )
         self.X, self.y = X, y
         self.batch_size = min(batch_size, len(X))
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from dlopt._validation import check_fraction
 from dlopt.data.dataset import Dataset
-from dlopt.errors import DataError
+from dlopt.errors import DataError, InvalidParameterError
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def split_dataset(
     check_fraction("test_fraction", test_fraction, caller="split_dataset", low_open=True)
     check_fraction("val_fraction", val_fraction, caller="split_dataset")
     if val_fraction + test_fraction >= 1:
-        raise ValueError(
+        raise InvalidParameterError(
             "split_dataset(val_fraction, test_fraction) must sum to < 1; got "
             f"{val_fraction} + {test_fraction}."
         )
@@ -90,7 +90,7 @@ def split_dataset(
     train = data.subset(index["train"])
     if train_size is not None:
         if not 1 <= train_size <= len(train):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"split_dataset(train_size=...) must lie in [1, {len(train)}]; got {train_size}."
             )
         train = data.subset(index["train"][:train_size])

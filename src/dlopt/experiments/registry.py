@@ -185,7 +185,7 @@ def experiment(
 
     def register(run: Callable[[Context], Measured]) -> Callable[[Context], Measured]:
         if id in EXPERIMENTS:
-            raise ValueError(f"experiment id {id!r} registered twice")
+            raise ValueError(f"experiment id {id!r} registered twice")  # a bug in dlopt (exit 1)
         EXPERIMENTS[id] = Experiment(id, title, tuple(claims), run, tuple(datasets), seeded)
         return run
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
+from dlopt.errors import InvalidParameterError
+
 CONFIDENCE = 0.95
 INTERVAL = "95 % Student-t interval of the mean over seeds (scipy.stats.ttest_1samp)"
 VERDICTS = ("confirmed", "refuted", "inconclusive")
@@ -59,7 +61,9 @@ def decide(values: Sequence[float], margin: float, direction: str, kind: str) ->
     """The verdict of a sub-claim whose effect must be `direction` ("greater"/"less") than
     `margin`; see the module docstring."""
     if direction not in ("greater", "less"):
-        raise ValueError(f"decide(direction=...) must be 'greater' or 'less'; got {direction!r}.")
+        raise InvalidParameterError(
+            f"decide(direction=...) must be 'greater' or 'less'; got {direction!r}."
+        )
     sign = 1.0 if direction == "greater" else -1.0
     if kind == "identity":
         x = [float(v) for v in values]

@@ -13,6 +13,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from dlopt._validation import check_choice, check_positive_int
+from dlopt.errors import InvalidParameterError
 
 
 class Step(nn.Module):
@@ -59,7 +60,7 @@ class MaxoutConv(nn.Module):
         self.out_channels = out_channels
         conv = {1: nn.Conv1d, 2: nn.Conv2d}.get(dims)
         if conv is None:
-            raise ValueError(f"MaxoutConv(dims=...) must be 1 or 2; got {dims!r}.")
+            raise InvalidParameterError(f"MaxoutConv(dims=...) must be 1 or 2; got {dims!r}.")
         self.conv = conv(in_channels, out_channels * pieces, kernel_size, padding=kernel_size // 2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -93,7 +94,7 @@ def activation(name: str, **options: Any) -> nn.Module:
     LeakyReLU(negative_slope=0.01)
     """
     if name in LAYER_ACTIVATIONS:
-        raise ValueError(
+        raise InvalidParameterError(
             f"activation({name!r}) is a layer: use Maxout(in_features, out_features, "
             "pieces) or mlp(..., activation='maxout')."
         )

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlopt._validation import check_choice, check_fraction, check_positive_int
+from dlopt.errors import InvalidParameterError
 
 P_INPUT = 0.2  # the usual input-unit dropout rate (Srivastava et al. 2014)
 P_HIDDEN = 0.5  # the usual hidden-unit dropout rate
@@ -56,7 +57,9 @@ class GaussianNoise(nn.Module):
     def __init__(self, std: float = 0.1) -> None:
         super().__init__()
         if not (math.isfinite(std) and std >= 0):
-            raise ValueError(f"GaussianNoise(std=...) must be a finite number >= 0; got {std!r}.")
+            raise InvalidParameterError(
+                f"GaussianNoise(std=...) must be a finite number >= 0; got {std!r}."
+            )
         self.std = std
 
     def forward(self, x: Tensor) -> Tensor:

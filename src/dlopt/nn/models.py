@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from dlopt._validation import check_fraction, check_positive_int
+from dlopt.errors import InvalidParameterError
 from dlopt.nn import activations as _act
 from dlopt.nn.activations import LAYER_ACTIVATIONS, Maxout
 from dlopt.nn.dropout import Dropout, DropoutMode, GaussianNoise
@@ -43,7 +44,7 @@ def _hidden_block(
     if act in LAYER_ACTIVATIONS:
         layers: list[nn.Module] = [Maxout(width_in, width, pieces)]
         if batch_norm:
-            raise ValueError(
+            raise InvalidParameterError(
                 "mlp(activation='maxout', batch_norm=True) is not supported: the "
                 "max comes after the pre-activation BN would normalize."
             )
@@ -127,9 +128,11 @@ def cnn(
     """
     shape = tuple(int(s) for s in in_shape)
     if not 1 <= len(shape) <= 3 or min(shape) < 1:
-        raise ValueError(f"cnn(in_shape=...) must be (L,), (C, L) or (C, H, W); got {in_shape!r}.")
+        raise InvalidParameterError(
+            f"cnn(in_shape=...) must be (L,), (C, L) or (C, H, W); got {in_shape!r}."
+        )
     if activation in LAYER_ACTIVATIONS:
-        raise ValueError("cnn(activation='maxout') is not supported; use mlp().")
+        raise InvalidParameterError("cnn(activation='maxout') is not supported; use mlp().")
     _act.check_activation_name(activation, caller="cnn")
     shape = (1, *shape) if len(shape) == 1 else shape
     conv, norm, pool = (

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from dlopt._validation import check_choice
+from dlopt.errors import InvalidParameterError
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _FOLDABLE = {
@@ -38,7 +39,7 @@ log = logging.getLogger("dlopt")
 def batchnorm_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
     """(scale, shift) of the prediction-time map z' = scale·z + shift, per channel, in float64."""
     if bn.running_mean is None or bn.running_var is None:
-        raise ValueError(
+        raise InvalidParameterError(
             "batchnorm_affine(bn) needs running statistics (track_running_stats=True)."
         )
     var = bn.running_var.double()
@@ -54,7 +55,7 @@ def _inputs(batch: Any) -> Tensor:
         return batch
     if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
         return batch[0]
-    raise TypeError(
+    raise InvalidParameterError(
         "recalibrate_batchnorm(batches=...) must yield tensors or (input, target) "
         f"pairs; got {type(batch).__name__}."
     )
@@ -131,7 +132,7 @@ def recalibrate_batchnorm(
     for layer in layers:
         stats = moments[id(layer)]
         if not stats.batches:
-            raise ValueError("recalibrate_batchnorm(batches=...) yielded no batches.")
+            raise InvalidParameterError("recalibrate_batchnorm(batches=...) yielded no batches.")
         assert stats.mean_sum is not None and stats.var_sum is not None
         assert stats.mean is not None and stats.m2 is not None
         if mode == "batch_average":

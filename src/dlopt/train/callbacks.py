@@ -20,6 +20,7 @@ from torch import Tensor
 
 from dlopt._io import write_text_atomic
 from dlopt._validation import check_choice, check_finite_number, check_positive_int
+from dlopt.errors import InvalidParameterError
 
 if TYPE_CHECKING:
     from dlopt.train.trainer import Trainer
@@ -49,7 +50,7 @@ def monitored(trainer: Trainer, monitor: str, caller: str) -> float:
     """This epoch's value of the metric `monitor`, or an error naming what is logged."""
     metrics = trainer.state.metrics
     if monitor not in metrics:
-        raise ValueError(
+        raise InvalidParameterError(
             f"{caller}(monitor=...) is {monitor!r}, which is not logged; logged: {sorted(metrics)}."
         )
     return metrics[monitor]

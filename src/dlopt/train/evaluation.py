@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from dlopt.errors import InvalidParameterError
 from dlopt.train.metrics import LossFn
 from dlopt.train.scores import compute_metrics
 
@@ -39,7 +40,7 @@ def evaluate_batches(
                 outputs.append(out)
                 targets.append(yb)
     if count == 0:
-        raise ValueError("Trainer.evaluate(data=...) holds no samples.")
+        raise InvalidParameterError("Trainer.evaluate(data=...) holds no samples.")
     scores = {"loss": total / count}
     if classification:
         scores["accuracy"] = correct / count

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dlopt._validation import check_choice, check_finite_number
+from dlopt.errors import InvalidParameterError
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -37,7 +38,7 @@ def resolve_loss(
     loss_fn = check_choice("loss", loss, LOSSES, caller="Trainer")
     if label_smoothing:
         if loss_fn is not F.cross_entropy:
-            raise ValueError(
+            raise InvalidParameterError(
                 "Trainer(label_smoothing=...) smooths the cross-entropy of class targets; "
                 f"this run's loss is {loss!r} on {target.dtype} targets: got "
                 f"label_smoothing={label_smoothing!r}."
@@ -50,7 +51,7 @@ def check_label_smoothing(value: float, loss: str | LossFn) -> float:
     """`Trainer(label_smoothing=...)`: ε in [0, 1), for the built-in cross-entropy only."""
     smoothing = check_finite_number("label_smoothing", value, caller="Trainer", nonnegative=True)
     if smoothing >= 1 or (smoothing and callable(loss)):
-        raise ValueError(
+        raise InvalidParameterError(
             "Trainer(label_smoothing=...) must lie in [0, 1) and smooths the built-in "
             f"cross-entropy only; got {value!r} with loss={loss!r}."
         )

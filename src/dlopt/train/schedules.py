@@ -10,6 +10,7 @@ import torch
 from torch.optim.lr_scheduler import ConstantLR, LinearLR, LRScheduler, OneCycleLR, SequentialLR
 
 from dlopt._validation import check_choice, check_positive_int
+from dlopt.errors import InvalidParameterError
 
 if TYPE_CHECKING:
     from dlopt.train.trainer import Trainer
@@ -22,7 +23,7 @@ def check_interval(interval: str, scheduler: object) -> str:
     metric (ReduceLROnPlateau reads one epoch's)."""
     check_choice("scheduler_interval", interval, dict.fromkeys(INTERVALS), caller="Trainer")
     if interval == "step" and isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        raise ValueError(
+        raise InvalidParameterError(
             'Trainer(scheduler_interval="step") cannot step ReduceLROnPlateau, which reads an '
             "epoch's metric; got ReduceLROnPlateau."
         )
@@ -44,7 +45,9 @@ def warmup(
     """
     check_positive_int("warmup_steps", warmup_steps, caller="warmup")
     if not 0 < start_factor <= 1:
-        raise ValueError(f"warmup(start_factor=...) must lie in (0, 1]; got {start_factor!r}.")
+        raise InvalidParameterError(
+            f"warmup(start_factor=...) must lie in (0, 1]; got {start_factor!r}."
+        )
     after = then if then is not None else ConstantLR(optimizer, factor=1.0, total_iters=0)
     rise = LinearLR(optimizer, start_factor, 1.0, total_iters=warmup_steps)
     return SequentialLR(optimizer, [rise, after], milestones=[warmup_steps])
@@ -56,7 +59,7 @@ def warmup_cosine(
     """:func:`warmup`, then cosine annealing to 0 over the remaining steps."""
     check_positive_int("total_steps", total_steps, caller="warmup_cosine")
     if total_steps <= warmup_steps:
-        raise ValueError(
+        raise InvalidParameterError(
             f"warmup_cosine(total_steps=...) must exceed warmup_steps = {warmup_steps}; "
             f"got {total_steps!r}."
         )
@@ -71,7 +74,9 @@ def one_cycle(
     (``OneCycleLR``'s cosine annealing, momentum cycled where the optimizer has one)."""
     check_positive_int("total_steps", total_steps, caller="one_cycle")
     if not 0 < pct_start < 1:
-        raise ValueError(f"one_cycle(pct_start=...) must lie in (0, 1); got {pct_start!r}.")
+        raise InvalidParameterError(
+            f"one_cycle(pct_start=...) must lie in (0, 1); got {pct_start!r}."
+        )
     max_lr = [group["lr"] for group in optimizer.param_groups]
     return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start)
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from dlopt._validation import did_you_mean
+from dlopt.errors import InvalidParameterError
 
 
 @dataclass(frozen=True)
@@ -118,14 +119,14 @@ def is_metric(name: str) -> bool:
 def metric(name: str, *, caller: str = "Trainer") -> Metric:
     """The metric called `name`: a key of :data:`METRICS`, or ``top{k}_accuracy``."""
     if not isinstance(name, str):
-        raise TypeError(f"{caller}(metrics=...) must hold metric names; got {name!r}.")
+        raise InvalidParameterError(f"{caller}(metrics=...) must hold metric names; got {name!r}.")
     if name in METRICS:
         return METRICS[name]
     match = _TOP_K.fullmatch(name)
     if match:
         k = int(match.group(1))
         return Metric(lambda out, y: top_k_accuracy(out, y, k), "max", True)
-    raise ValueError(
+    raise InvalidParameterError(
         f"{caller}(metrics=...) must name metrics among {METRIC_NAMES}; got {name!r}."
         + did_you_mean(name, METRIC_NAMES)
     )
@@ -133,7 +134,9 @@ def metric(name: str, *, caller: str = "Trainer") -> Metric:
 
 def check_metrics(names: Sequence[str], *, caller: str = "Trainer") -> tuple[str, ...]:
     if isinstance(names, str):
-        raise TypeError(f"{caller}(metrics=...) must be a sequence of names; got {names!r}.")
+        raise InvalidParameterError(
+            f"{caller}(metrics=...) must be a sequence of names; got {names!r}."
+        )
     for name in names:
         metric(name, caller=caller)
     return tuple(names)
@@ -149,7 +152,7 @@ def compute_metrics(
         m = metric(name)
         if m.classification != classification:
             kind = "class" if m.classification else "real-valued"
-            raise ValueError(
+            raise InvalidParameterError(
                 f"Trainer(metrics=...) holds {name!r}, which needs {kind} targets; this data's "
                 f"targets are {target.dtype}."
             )

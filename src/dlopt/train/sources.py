@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from dlopt.data.batching import Batches
 from dlopt.data.dataset import Dataset
+from dlopt.errors import InvalidParameterError
 
 DataLike = Dataset | tuple[Tensor, Tensor]
 ACCEPTED = (
@@ -133,7 +134,7 @@ class LoaderSource:
         if self.generator is not None and state is not None:
             self.generator.set_state(state)
         if first is None:
-            raise ValueError(f"{self.where} yielded no batches.")
+            raise InvalidParameterError(f"{self.where} yielded no batches.")
         return self._moved(first)[1]
 
     def state_dict(self, at_epoch_start: bool) -> dict[str, Any]:
@@ -149,7 +150,7 @@ class LoaderSource:
 
     def _moved(self, batch: Any) -> tuple[Tensor, Tensor]:
         if not (isinstance(batch, list | tuple) and len(batch) == 2):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"{self.where} must yield (x, y) batches; got a "
                 f"{type(batch).__name__}"
                 + (f" of {len(batch)}" if hasattr(batch, "__len__") else "")
@@ -157,7 +158,7 @@ class LoaderSource:
             )
         x, y = batch
         if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"{self.where} must yield (x, y) batches of tensors; got "
                 f"({type(x).__name__}, {type(y).__name__})."
             )
@@ -222,7 +223,7 @@ def batch_source(
         if isinstance(train, Iterator)
         else f"{type(train).__name__}"
     )
-    raise TypeError(f"{where} must be {ACCEPTED}; got {got}.")
+    raise InvalidParameterError(f"{where} must be {ACCEPTED}; got {got}.")
 
 
 def in_memory(data: object) -> TypeGuard[DataLike]:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from dlopt._validation import check_finite_number
+from dlopt.errors import InvalidParameterError
 
 if TYPE_CHECKING:
     from dlopt.train.trainer import Trainer
@@ -145,7 +146,7 @@ def augment_batch(trainer: Trainer, xb: Tensor) -> Tensor:
     generator.manual_seed(trainer.seed * 1_000_003 + trainer.state.step)
     out = trainer.augment(xb, generator)
     if not isinstance(out, Tensor) or out.shape != xb.shape:
-        raise ValueError(
+        raise InvalidParameterError(
             f"Trainer(augment=...) must return a batch of the inputs' shape "
             f"{tuple(xb.shape)}; got "
             + (f"{tuple(out.shape)}." if isinstance(out, Tensor) else f"{type(out).__name__}.")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import SWALR, AveragedModel
 
 from dlopt._validation import check_choice, check_finite_number, check_positive_int
+from dlopt.errors import InvalidParameterError
 from dlopt.nn.normalization import recalibrate_batchnorm
 from dlopt.train.callbacks import Callback, EarlyStopping
 
@@ -70,7 +71,7 @@ class SWA:
             ValueError: an EarlyStopping among `callbacks` would restore other weights.
         """
         if any(isinstance(cb, EarlyStopping) and cb.restore_best_weights for cb in callbacks):
-            raise ValueError(
+            raise InvalidParameterError(
                 "Trainer(swa=...) ends with the averaged weights, which "
                 "EarlyStopping(restore_best_weights=True) would replace; pass "
                 "restore_best_weights=False."

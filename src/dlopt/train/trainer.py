@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from dlopt._validation import check_positive_int
 from dlopt.data.batching import Batches
-from dlopt.errors import CheckpointError, TrainingDiverged
+from dlopt.errors import CheckpointError, InvalidParameterError, TrainingDiverged
 from dlopt.optim.step_policy import step_policy
 from dlopt.regularize.penalties import Penalty, sparsity
 from dlopt.train import resume
@@ -116,7 +116,7 @@ class Trainer:
         distributed: DataParallel | None = None,
     ) -> None:
         if augment is not None and not callable(augment):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"Trainer(augment=...) must be callable as aug(x, generator); got {augment!r}."
             )
         self.model = model
@@ -148,7 +148,9 @@ class Trainer:
         self.mixed_precision = bool(mixed_precision)
         self.metrics = check_metrics(metrics)
         if swa is not None and not isinstance(swa, SWA):
-            raise TypeError(f"Trainer(swa=...) must be a dlopt.train.SWA or None; got {swa!r}.")
+            raise InvalidParameterError(
+                f"Trainer(swa=...) must be a dlopt.train.SWA or None; got {swa!r}."
+            )
         self.swa = swa
         self.state = TrainState(max_epochs=self.max_epochs)
         self._hooks = {
@@ -167,7 +169,7 @@ class Trainer:
         self._policy = step_policy(self.optimizer)  # how to drive it: read once
         self._closure = self._policy.closure
         if self._closure and (self.mixed_precision or self.clip_grad_norm is not None):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"Trainer(mixed_precision=..., clip_grad_norm=...) apply to first-order steps; "
                 f"{type(self.optimizer).__name__} runs its own line search: got "
                 f"mixed_precision={mixed_precision!r}, clip_grad_norm={clip_grad_norm!r}."
@@ -257,7 +259,7 @@ class Trainer:
         source, self._train_xy = batch_source(train, self.batch_size, self.seed, device, dtype)
         if self.distributed is not None:  # distributed: this rank's shards of every batch
             if not isinstance(source, InMemorySource):
-                raise TypeError(
+                raise InvalidParameterError(
                     "Trainer(distributed=...) shards in-memory training data; got "
                     f"{type(train).__name__}."
                 )
