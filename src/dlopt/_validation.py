@@ -18,6 +18,12 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+def unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    """ "unknown <kind> 'x'; known: a, b. Did you mean 'y'?" — one wording for every name list."""
+    known = list(known)
+    return f"unknown {kind} {name!r}; known: {', '.join(known)}." + did_you_mean(name, known)
+
+
 def check_choice(name: str, value: str, choices: Mapping[str, T], *, caller: str) -> T:
     """Return ``choices[value]``; otherwise raise a ValueError listing the choices."""
     if not isinstance(value, str):

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from dlopt._io import write_text_atomic
-from dlopt._validation import did_you_mean
+from dlopt._validation import unknown
 from dlopt.errors import DloptError
 
 
@@ -198,8 +198,7 @@ def run_benchmark(
 ) -> BenchReport:
     if name not in BENCHMARKS:
         raise DloptError(
-            f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}."
-            + did_you_mean(name, BENCHMARKS),
+            unknown("benchmark", name, BENCHMARKS),
             source="bench",
         )
     bench = BENCHMARKS[name]

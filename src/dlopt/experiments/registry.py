@@ -20,7 +20,7 @@ from typing import Any
 
 from dlopt._io import write_text_atomic
 from dlopt._processes import die_with_parent
-from dlopt._validation import did_you_mean
+from dlopt._validation import unknown
 from dlopt.errors import DloptError
 from dlopt.experiments.progress import RUN_SECONDS, _Progress
 from dlopt.experiments.stats import INTERVAL, Decision, derive, seed_block
@@ -213,7 +213,7 @@ def select(only: Sequence[str] | None) -> list[tuple[Experiment, set[str]]]:
         else:
             known = sorted(set(EXPERIMENTS) | set(all_claim_ids()))
             raise DloptError(
-                f"unknown claim id {key!r}; known: {', '.join(known)}." + did_you_mean(key, known),
+                unknown("claim id", key, known),
                 source="--only",
             )
     return [(e, chosen[e.id]) for e in ordered if e.id in chosen]

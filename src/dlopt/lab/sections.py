@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dlopt._validation import did_you_mean
+from dlopt._validation import did_you_mean, unknown
 from dlopt.lab.build import OPTIMIZERS, optimizers_reading
 from dlopt.nn.activations import activation_names
 from dlopt.train.scores import METRIC_NAMES, is_metric
@@ -67,10 +67,7 @@ class ModelConfig(_Section):
     def _known_activation(cls, name: str) -> str:
         names = activation_names()
         if name not in names:
-            raise ValueError(
-                f"unknown activation {name!r}; known: {', '.join(names)}."
-                + did_you_mean(name, names)
-            )
+            raise ValueError(unknown("activation", name, names))
         return name
 
     @field_validator("hidden", "channels")
@@ -106,10 +103,7 @@ class OptimizerConfig(_Section):
     @classmethod
     def _known_optimizer(cls, name: str) -> str:
         if name not in OPTIMIZERS:
-            raise ValueError(
-                f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}."
-                + did_you_mean(name, OPTIMIZERS)
-            )
+            raise ValueError(unknown("optimizer", name, OPTIMIZERS))
         return name
 
     @model_validator(mode="after")
@@ -163,10 +157,7 @@ class TrainConfig(_Section):
     def _known_metrics(cls, names: list[str]) -> list[str]:
         for name in names:
             if not is_metric(name):
-                raise ValueError(
-                    f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}."
-                    + did_you_mean(name, METRIC_NAMES)
-                )
+                raise ValueError(unknown("metric", name, METRIC_NAMES))
         return names
 
     @model_validator(mode="after")
