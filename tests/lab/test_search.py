@@ -42,6 +42,7 @@ n_trials = 3
 [search.space]
 "optimizer.lr" = { low = 1e-3, high = 1e-1, log = true }
 "model.hidden" = { choices = [[8], [32, 16]] }
+"train.batch_size" = { choices = [16, 32] }
 """,
     )
     out = tmp_path / "out"
@@ -59,6 +60,8 @@ n_trials = 3
     for trial in study.trials:  # Optuna's own values: what trials_dataframe and the dashboard show
         assert trial.params["model.hidden"] in ("[8]", "[32, 16]")
         assert isinstance(trial.params["optimizer.lr"], float)
+        assert trial.params["train.batch_size"] in (16, 32)  # an int, as written
+        assert trial.distributions["train.batch_size"].choices == (16, 32)
         assert trial.distributions["model.hidden"].choices == ("[8]", "[32, 16]")
         folder = out / f"trial-{trial.number:04d}"
         assert trial.user_attrs["run_folder"] == str(folder.resolve())

@@ -91,8 +91,17 @@ def decoded(config: SearchConfig | None, params: dict[str, Any]) -> dict[str, An
     return {k: _decode(config, k, v) for k, v in params.items()}
 
 
-def stored_encoding_is_legacy(url: str, study_name: str) -> bool:
-    """Whether the study `study_name` on `url` already holds a choice as ``"json:…"``."""
+def stored_encoding_is_legacy(url: str, study_name: str, config: SearchConfig) -> bool:
+    """Whether the study `study_name` on `url` already holds one of `config`'s list or table
+    choices as ``"json:…"`` (in its plan or in a trial's distribution)."""
+    old = {
+        label(c, legacy=True)
+        for p in config.space.values()
+        for c in p.choices or ()
+        if isinstance(c, list | dict)
+    }
+    if not old:
+        return False
     storage = optuna.storages.RDBStorage(url)
     try:
         if study_name not in {s.study_name for s in storage.get_all_studies()}:
@@ -104,7 +113,7 @@ def stored_encoding_is_legacy(url: str, study_name: str) -> bool:
             for d in trial.distributions.values():
                 if isinstance(d, optuna.distributions.CategoricalDistribution):
                     values += list(d.choices)
-        return any(isinstance(v, str) and v.startswith(LEGACY_PREFIX) for v in values)
+        return any(isinstance(v, str) and v in old for v in values)
     finally:
         storage.engine.dispose()
 
@@ -207,7 +216,7 @@ def _search(config: RunConfig, out: Path, url: str, workers: int, quiet: bool) -
     assert config.search is not None
     s = config.search
     maximize = s.monitor.endswith("accuracy")
-    legacy = stored_encoding_is_legacy(url, config.name)
+    legacy = stored_encoding_is_legacy(url, config.name, s)
     space = space_of(s, legacy=legacy)
     total = planned_trials(space, s.strategy, s.n_trials, s.configs, s.q)
     progress = SearchProgress(

@@ -25,13 +25,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dlopt._io import write_text_atomic
-from dlopt._plots import plt
 from dlopt.search._claim import ENTRY
 from dlopt.search.study import ROUNDS
 
 RUN_FOLDER = "run_folder"  # the user attribute that names a trial's run folder
 MIN_IMPORTANCE_TRIALS = 8
-CMAP = plt.get_cmap("viridis")
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -117,6 +115,9 @@ def _importances(
 def _rounds(study: optuna.Study, rounds: list[dict[str, Any]]) -> Any:
     """One panel per parameter: each round's range as a bar, its completed trials as dots
     coloured by their value (darker is better), its pruned ones as grey crosses."""
+    from dlopt._plots import plt  # matplotlib (Agg) only when a page is drawn
+
+    cmap = plt.get_cmap("viridis")
     starts = [sum(r["size"] for r in rounds[:i]) for i in range(len(rounds))]
     names = list(rounds[0]["space"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 0.8, 3.4), squeeze=False)
@@ -147,7 +148,7 @@ def _rounds(study: optuna.Study, rounds: list[dict[str, Any]]) -> Any:
                 ax.scatter(r + 1.15, y, s=16, marker="x", color="#999999", zorder=2)
                 continue
             shade = (float(t.value) - lo) / (hi - lo) if hi > lo else 0.5
-            ax.scatter(r + 1, y, s=18, color=CMAP(1 - shade if flip else shade), zorder=3)
+            ax.scatter(r + 1, y, s=18, color=cmap(1 - shade if flip else shade), zorder=3)
         if choices is not None:
             ax.set_yticks(range(len(choices)), [str(c) for c in choices])
         elif rounds[0]["space"][param].get("log"):
@@ -163,6 +164,8 @@ def _rounds(study: optuna.Study, rounds: list[dict[str, Any]]) -> Any:
 def _png(draw: Callable[[], Any]) -> tuple[str, list[str]]:
     """The figure `draw` returns (an Axes, or an array of them), as base64 PNG, with the
     warnings Optuna gave while drawing it."""
+    from dlopt._plots import plt
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         axes = draw()
