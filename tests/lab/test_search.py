@@ -163,6 +163,10 @@ def test_choices_stored_alike_are_one_error_line(tmp_path, capsys):
         ),
         ('[search]\n[search.space]\n"optimizer.lr" = { choices = [0.1], low = 0.1 }\n', "either"),
         (
+            '[search]\n[search.space]\n"model.hidden" = { choices = [[1979-05-27]] }\n',
+            "model.hidden.0: Input should be a valid integer",
+        ),
+        (
             '[search]\nstrategy = "manual"\n[search.space]\n"optimizer.lr" = { low = 0.1, high = 1.0 }\n',
             "configs",
         ),

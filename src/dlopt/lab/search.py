@@ -71,7 +71,7 @@ LEGACY_PREFIX = "json:"  # how dlopt stored choices that are lists or tables bef
 def label(value: Any, *, legacy: bool = False) -> Any:
     """`value` as the study stores it: itself, or a list's or table's JSON text."""
     if isinstance(value, list | dict):
-        text = json.dumps(value)
+        text = json.dumps(value, default=str)  # a TOML date inside a list: its text
         return LEGACY_PREFIX + text if legacy else text
     return value
 
