@@ -126,7 +126,9 @@ def _rounds(study: optuna.Study, rounds: list[dict[str, Any]]) -> Any:
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         if ENTRY in t.user_attrs
     ]
-    values = [float(t.value) for t in settled if t.value is not None]
+    values = [
+        float(t.value) for t in settled if t.state == TrialState.COMPLETE and t.value is not None
+    ]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     flip = study.direction == optuna.study.StudyDirection.MAXIMIZE
     for ax, param in zip(axes[0], names, strict=True):
@@ -144,7 +146,7 @@ def _rounds(study: optuna.Study, rounds: list[dict[str, Any]]) -> Any:
             r = max(i for i, s in enumerate(starts) if t.user_attrs[ENTRY] >= s)
             v = t.params[param]
             y = choices.index(v) if choices is not None and v in choices else v
-            if t.value is None:  # pruned
+            if t.state == TrialState.PRUNED or t.value is None:  # its value: the last report
                 ax.scatter(r + 1.15, y, s=16, marker="x", color="#999999", zorder=2)
                 continue
             shade = (float(t.value) - lo) / (hi - lo) if hi > lo else 0.5
