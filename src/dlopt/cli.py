@@ -174,7 +174,10 @@ def predict(
 def search_command(
     config: Annotated[Path, typer.Argument(help="Run configuration with a [search] section.")],
     out: Annotated[
-        Path, typer.Option(help="Folder for study.db, search.json and one folder per trial.")
+        Path,
+        typer.Option(
+            help="Folder for study.db, search.json, search.html and one folder per trial."
+        ),
     ] = Path("runs/search"),
     storage: Annotated[
         str | None,
@@ -189,7 +192,7 @@ def search_command(
 ) -> None:
     """Search the [search.space] keys of CONFIG; every trial is a training run. Resumable."""
     from dlopt.lab.config import load_config
-    from dlopt.lab.search import SearchInterrupted, decoded, search_run
+    from dlopt.lab.search import SearchInterrupted, search_run
 
     try:
         result = search_run(load_config(config), out, storage=storage, workers=workers, quiet=quiet)
@@ -202,8 +205,8 @@ def search_command(
         )
         raise typer.Exit(EXIT_SIGINT if stop.signum == signal.SIGINT else EXIT_SIGTERM) from None
     print(
-        f"best {result.best_value:.4g} with {decoded(result.best_params)}; all trials in "
-        f"{out / 'search.json'}"
+        f"best {result.best_value:.4g} with {result.best_params}; all trials in "
+        f"{out / 'search.json'}, drawn in {out / 'search.html'}"
     )
 
 

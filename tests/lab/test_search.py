@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 
 from dlopt.cli import main
@@ -41,6 +42,7 @@ n_trials = 3
 [search.space]
 "optimizer.lr" = { low = 1e-3, high = 1e-1, log = true }
 "model.hidden" = { choices = [[8], [32, 16]] }
+"train.batch_size" = { choices = [16, 32] }
 """,
     )
     out = tmp_path / "out"
@@ -53,13 +55,30 @@ n_trials = 3
     for i in range(3):  # each trial is a full training run
         assert (out / f"trial-{i:04d}" / "metrics.json").exists()
     assert "best" in capsys.readouterr().out
+    study = optuna.load_study(study_name="tiny-search", storage=f"sqlite:///{out / 'study.db'}")
+    assert study.metric_names == ["val_loss"]  # the objective is named after the monitor
+    for trial in study.trials:  # Optuna's own values: what trials_dataframe and the dashboard show
+        assert trial.params["model.hidden"] in ("[8]", "[32, 16]")
+        assert isinstance(trial.params["optimizer.lr"], float)
+        assert trial.params["train.batch_size"] in (16, 32)  # an int, as written
+        assert trial.distributions["train.batch_size"].choices == (16, 32)
+        assert trial.distributions["model.hidden"].choices == ("[8]", "[32, 16]")
+        folder = out / f"trial-{trial.number:04d}"
+        assert trial.user_attrs["run_folder"] == str(folder.resolve())
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert trial.user_attrs["test_accuracy"] == metrics["test_accuracy"]
+        assert trial.user_attrs["epochs"] == 2 and "val_loss" in trial.user_attrs
+    page = (out / "search.html").read_text()
+    assert page.count("data:image/png;base64,") == 2  # history, parallel coordinates
+    assert "3 completed trials; importances need at least 8" in page
+    assert "href='trial-0002/'" in page
     assert main(["search", str(config), "--out", str(out), "--quiet"]) == 0  # resumed
     assert len(json.loads((out / "search.json").read_text())["trials"]) == 3
     assert not (out / "trial-0003").exists()
     assert main(["train", str(config), "--out", str(tmp_path / "plain"), "--quiet"]) == 0
 
 
-def test_manual_configurations_and_accuracy_is_maximized(tmp_path):
+def test_manual_configurations_and_accuracy_is_maximized(tmp_path, capsys):
     config = write(
         tmp_path,
         """
@@ -72,10 +91,63 @@ configs = [{ "optimizer.lr" = 1e-6 }, { "optimizer.lr" = 3e-2 }]
 """,
     )
     out = tmp_path / "out"
-    assert main(["search", str(config), "--out", str(out), "--quiet"]) == 0
+    assert main(["search", str(config), "--out", str(out)]) == 0
     summary = json.loads((out / "search.json").read_text())
     assert [t["params"]["optimizer.lr"] for t in summary["trials"]] == [1e-6, 3e-2]
     assert summary["best_params"] == {"optimizer.lr": 3e-2}  # the higher accuracy
+    lines = capsys.readouterr().err.splitlines()  # not a terminal: one plain line per trial
+    assert lines[0].startswith("search 1/2 · trial 0: optimizer.lr=1e-06 → val_accuracy ")
+    assert lines[1].startswith("search 2/2 · trial 1: optimizer.lr=0.03 → val_accuracy ")
+    assert lines[1].endswith("(trial 1)") and " best val_accuracy " in lines[1]
+
+
+def test_a_study_written_with_json_prefixed_choices_resumes_in_that_encoding(tmp_path):
+    """Studies written before choices were stored natively hold ``"json:[8]"``: a search on
+    one carries on in that encoding, and reports the config's values."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    config = write(
+        tmp_path,
+        """
+[search]
+strategy = "manual"
+configs = [{ "model.hidden" = [8] }, { "model.hidden" = [32, 16] }]
+[search.space]
+"model.hidden" = { choices = [[8], [32, 16]] }
+""",
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    old = ("json:[8]", "json:[32, 16]")
+    study = optuna.create_study(study_name="tiny-search", storage=f"sqlite:///{out / 'study.db'}")
+    study.set_user_attr("dlopt:plan", [{"model.hidden": c} for c in old])
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=2.0,
+            params={"model.hidden": old[0]},
+            distributions={"model.hidden": CategoricalDistribution(old)},
+            user_attrs={"dlopt:entry": 0},
+        )
+    )
+    assert main(["search", str(config), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "search.json").read_text())
+    assert [t["params"]["model.hidden"] for t in summary["trials"]] == [[8], [32, 16]]
+    assert json.loads((out / "trial-0001" / "config.json").read_text())["model"]["hidden"] == [
+        32,
+        16,
+    ]
+    assert not (out / "trial-0000").exists()  # the old trial was not run again
+
+
+def test_choices_stored_alike_are_one_error_line(tmp_path, capsys):
+    config = write(
+        tmp_path,
+        '[search]\n[search.space]\n"model.hidden" = { choices = [[8], "[8]"] }\n',
+    )
+    assert main(["search", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "both stored as '[8]'")
 
 
 @pytest.mark.parametrize(
@@ -90,6 +162,10 @@ configs = [{ "optimizer.lr" = 1e-6 }, { "optimizer.lr" = 3e-2 }]
             "log scale",
         ),
         ('[search]\n[search.space]\n"optimizer.lr" = { choices = [0.1], low = 0.1 }\n', "either"),
+        (
+            '[search]\n[search.space]\n"model.hidden" = { choices = [[1979-05-27]] }\n',
+            "model.hidden.0: Input should be a valid integer",
+        ),
         (
             '[search]\nstrategy = "manual"\n[search.space]\n"optimizer.lr" = { low = 0.1, high = 1.0 }\n',
             "configs",

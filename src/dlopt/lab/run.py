@@ -33,6 +33,7 @@ from dlopt.train.callbacks import Callback, EarlyStopping, History
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, previous_path
 from dlopt.train.distributed import DataParallel, init_process_group, world_from_env
 from dlopt.train.progress import ProgressBar
+from dlopt.train.tensorboard import EXTRA_HINT, TensorBoard, tensorboard_available
 from dlopt.train.trainer import Trainer
 
 
@@ -129,6 +130,10 @@ def train_run(
             "choose another --out",
             source=out,
         )
+    if config.train.tensorboard is not None and not tensorboard_available():
+        raise ConfigError(
+            f"needs the tensorboard package: {EXTRA_HINT}", source="train.tensorboard"
+        )
     use_threads(config)
     seed = config.seed + (member or 0)
     torch.manual_seed(seed)
@@ -166,6 +171,8 @@ def train_run(
             ProgressBar(enabled=False if quiet else None),
             Checkpoint(out, every_steps=config.train.checkpoint_every_steps),
         ]
+        if config.train.tensorboard is not None:  # a relative folder lies in the run's
+            callbacks.append(TensorBoard(out / config.train.tensorboard))
     trainer = Trainer(
         model,
         optimizer,

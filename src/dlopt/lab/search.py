@@ -3,11 +3,14 @@
 Every trial is a `dlopt train` run of the config with the trial's values put in (validated
 like any config), in OUT/trial-NNNN; its value is the best `monitor` over its epochs (lowest
 loss, highest accuracy). Trials go to OUT/study.db (SQLite) unless another storage is named,
-so a second call continues the search; OUT/search.json lists every trial and the best.
+so a second call continues the search; OUT/search.json lists every trial and the best, and
+OUT/search.html draws the search. In the study, each trial holds its run folder and its final
+metrics as user attributes, and the objective is named after the monitor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -21,19 +24,38 @@ from dlopt.errors import ConfigError
 from dlopt.lab.config import RunConfig, SearchConfig, parse_config
 from dlopt.lab.folder import locked, store_or_check_config, write_config
 from dlopt.lab.run import load_splits, train_run
+from dlopt.search._claim import PLAN
 from dlopt.search._storage import check_reachable, database_url
+from dlopt.search.progress import SearchProgress
 from dlopt.search.pruning import PruneTrial
+from dlopt.search.report import RUN_FOLDER, write_report
 from dlopt.search.space import Categorical, Float, Int, Param
-from dlopt.search.study import SearchResult, search
+from dlopt.search.study import SearchResult, planned_trials, search
 
 
-def space_of(config: SearchConfig) -> dict[str, Param]:
-    """The [search.space] as search() takes it; choices that are lists or tables (a list of
-    hidden widths) become their JSON text, decoded again by :func:`trial_config`."""
+def space_of(config: SearchConfig, *, legacy: bool = False) -> dict[str, Param]:
+    """The [search.space] as search() takes it, in values Optuna holds natively (None, bool,
+    int, float, str: so optuna-dashboard and ``study.trials_dataframe()`` show them as written);
+    a choice that is a list or a table (a list of hidden widths) becomes its JSON text,
+    ``"[32, 16]"``, mapped back by :func:`trial_config`. `legacy`: the ``"json:[32, 16]"``
+    labels of studies written before dlopt stored them this way, to resume one of those.
+
+    Raises:
+        ConfigError: two choices of a key would be stored alike (``"[8]"`` and ``[8]``).
+    """
     space: dict[str, Param] = {}
     for key, p in config.space.items():
         if p.choices is not None:
-            space[key] = Categorical(tuple(_encode(c) for c in p.choices))
+            labels = tuple(label(c, legacy=legacy) for c in p.choices)
+            for i, first in enumerate(labels):
+                if first in labels[i + 1 :]:
+                    twin = labels.index(first, i + 1)
+                    raise ConfigError(
+                        f"choices {p.choices[i]!r} and {p.choices[twin]!r} are both stored as "
+                        f"{first!r}; keep one",
+                        source=f"search.space.{key}",
+                    )
+            space[key] = Categorical(labels)
         elif p.integer:
             assert p.low is not None and p.high is not None
             space[key] = Int(int(p.low), int(p.high), p.log)
@@ -43,30 +65,67 @@ def space_of(config: SearchConfig) -> dict[str, Param]:
     return space
 
 
-JSON_PREFIX = "json:"
+LEGACY_PREFIX = "json:"  # how dlopt stored choices that are lists or tables before
 
 
-def _encode(value: Any) -> Any:
-    return JSON_PREFIX + json.dumps(value) if isinstance(value, list | dict) else value
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(JSON_PREFIX):
-        return json.loads(value.removeprefix(JSON_PREFIX))
+def label(value: Any, *, legacy: bool = False) -> Any:
+    """`value` as the study stores it: itself, or a list's or table's JSON text."""
+    if isinstance(value, list | dict):
+        text = json.dumps(value, default=str)  # a TOML date inside a list: its text
+        return LEGACY_PREFIX + text if legacy else text
     return value
 
 
-def decoded(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: _decode(v) for k, v in params.items()}
+def _decode(config: SearchConfig | None, key: str, value: Any) -> Any:
+    p = config.space.get(key) if config is not None else None
+    if not isinstance(value, str) or p is None or p.choices is None:
+        return value
+    for choice in p.choices:
+        if isinstance(choice, list | dict) and value in (label(choice), label(choice, legacy=True)):
+            return choice
+    return value
+
+
+def decoded(config: SearchConfig | None, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's stored parameters as the config wrote them (lists and tables back)."""
+    return {k: _decode(config, k, v) for k, v in params.items()}
+
+
+def stored_encoding_is_legacy(url: str, study_name: str, config: SearchConfig) -> bool:
+    """Whether the study `study_name` on `url` already holds one of `config`'s list or table
+    choices as ``"json:…"`` (in its plan or in a trial's distribution)."""
+    old = {
+        label(c, legacy=True)
+        for p in config.space.values()
+        for c in p.choices or ()
+        if isinstance(c, list | dict)
+    }
+    if not old:
+        return False
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        if study_name not in {s.study_name for s in storage.get_all_studies()}:
+            return False
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        plan = study.user_attrs.get(PLAN, [])
+        values = [v for entry in plan if isinstance(entry, dict) for v in entry.values()]
+        for trial in study.get_trials(deepcopy=False):
+            for d in trial.distributions.values():
+                if isinstance(d, optuna.distributions.CategoricalDistribution):
+                    values += list(d.choices)
+        return any(isinstance(v, str) and v in old for v in values)
+    finally:
+        storage.engine.dispose()
 
 
 def trial_config(base: RunConfig, params: dict[str, Any], name: str) -> RunConfig:
+    """`base` with a trial's parameters (as stored, or as the config writes them) put in."""
     data = base.model_dump(exclude={"search"}, exclude_unset=True)  # the file's keys only
     for key, value in params.items():
         section, _, field = key.partition(".")
         if data.get(section) is None:
             data[section] = {}
-        data[section][field] = _decode(value)
+        data[section][field] = _decode(base.search, key, value)
     data["name"] = name
     return parse_config(data, source=f"search trial {name}")
 
@@ -133,74 +192,96 @@ def search_run(
     workers: int = 1,
     quiet: bool = False,
 ) -> SearchResult:
+    """Run (or continue) the search; the result's parameters are in the config's values.
+    Writes OUT/search.json and OUT/search.html (see :mod:`dlopt.search.report`)."""
     if config.search is None:
         raise ConfigError("has no [search] section: nothing to search")
     s = config.search
-    maximize = s.monitor.endswith("accuracy")
     storage = check_storage(storage, workers)
+    space_of(s)  # choices that would be stored alike are refused first
     for c in s.configs:  # every manual configuration validates, before any file is written
-        trial_config(config, {k: _encode(v) for k, v in c.items()}, "check")
+        trial_config(config, c, "check")
     for key, p in s.space.items():
         for choice in p.choices or ():
-            trial_config(config, {key: _encode(choice)}, "check")
+            trial_config(config, {key: choice}, "check")
     load_splits(config)  # a data file that cannot be read is refused before study.db exists
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     with locked(out):
         if store_or_check_config(config, out, resume=True):
             write_config(config, out)  # no checkpoint of its own to read first
-        return _search(config, out, url, workers, quiet, maximize)
+        return _search(config, out, url, workers, quiet)
 
 
-def _search(
-    config: RunConfig, out: Path, url: str, workers: int, quiet: bool, maximize: bool
-) -> SearchResult:
+def _search(config: RunConfig, out: Path, url: str, workers: int, quiet: bool) -> SearchResult:
     assert config.search is not None
     s = config.search
+    maximize = s.monitor.endswith("accuracy")
+    legacy = stored_encoding_is_legacy(url, config.name, s)
+    space = space_of(s, legacy=legacy)
+    total = planned_trials(space, s.strategy, s.n_trials, s.configs, s.q)
+    progress = SearchProgress(
+        total, s.monitor, enabled=not quiet, bar=None if workers == 1 else False
+    )
 
     def objective(params: dict[str, Any], trial: optuna.Trial) -> float:
         name = f"trial-{trial.number:04d}"
+        progress.started(trial, name)
         run_config = trial_config(config, params, f"{config.name}/{name}")
         pruning = PruneTrial(trial, s.monitor)
         folder = out / name
         if folder.exists():  # a trial interrupted earlier: start it afresh
             shutil.rmtree(folder)
+        trial.set_user_attr(RUN_FOLDER, str(folder.resolve()))
         result = train_run(run_config, folder, quiet=True, extra_callbacks=(pruning,))
         if result.interrupted:
             raise SearchInterrupted(result.interrupted)
+        final = {**result.trainer.state.metrics, **result.test_metrics}
+        for key, value in final.items():  # the last epoch's metrics, then the test split's
+            if key != "epoch":
+                trial.set_user_attr(key, float(value) if math.isfinite(value) else None)
+        trial.set_user_attr("epochs", result.trainer.state.epoch)
         pruning.raise_if_pruned()
         values = [h[s.monitor] for h in result.trainer.state.history if s.monitor in h]
         if not values:
             raise ConfigError(f"search.monitor: {s.monitor!r} is not logged by the runs")
         finite = [v for v in values if math.isfinite(v)]  # a diverged run counts as the worst
         worst = -math.inf if maximize else math.inf
-        best = (max if maximize else min)(finite) if finite else worst
-        if not quiet:
-            print(f"{name}: {decoded(params)} → {s.monitor} {best:.4g}", flush=True)
-        return best
+        return (max if maximize else min)(finite) if finite else worst
 
-    result = search(
-        objective,
-        space_of(s),
-        strategy=s.strategy,
-        n_trials=s.n_trials,
-        configs=[{k: _encode(v) for k, v in c.items()} for c in s.configs],
-        q=s.q,
-        rounds=s.rounds,
-        storage=url,
-        study_name=config.name,
-        direction="maximize" if maximize else "minimize",
-        pruner=s.pruner,
-        seed=s.seed,
-        workers=workers,
+    try:
+        result = search(
+            objective,
+            space,
+            strategy=s.strategy,
+            n_trials=s.n_trials,
+            configs=[{k: label(v, legacy=legacy) for k, v in c.items()} for c in s.configs],
+            q=s.q,
+            rounds=s.rounds,
+            storage=url,
+            study_name=config.name,
+            direction="maximize" if maximize else "minimize",
+            metric_name=s.monitor,
+            pruner=s.pruner,
+            seed=s.seed,
+            workers=workers,
+            callbacks=[progress],
+        )
+    finally:
+        progress.close()
+    result = dataclasses.replace(
+        result,
+        best_params=decoded(s, result.best_params),
+        trials=[(decoded(s, params), value, state) for params, value, state in result.trials],
     )
     summary = {
         "monitor": s.monitor,
-        "best_params": decoded(result.best_params),
+        "best_params": result.best_params,
         "best_value": result.best_value,
         "trials": [
-            {"params": decoded(params), "value": value, "state": state}
+            {"params": params, "value": value, "state": state}
             for params, value, state in result.trials
         ],
     }
     write_text_atomic(out / "search.json", json.dumps(summary, indent=1))
+    write_report(result.study, out / "search.html", target_name=s.monitor, base=out)
     return result

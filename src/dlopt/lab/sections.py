@@ -151,6 +151,7 @@ class TrainConfig(_Section):
     loader_workers: int | None = Field(None, ge=0, le=64)  # a DataLoader with N workers
     threads: int | None = Field(None, ge=1, le=256)  # torch's intra-op threads; --threads wins
     sync_batchnorm: bool = False  # several processes: BN statistics over the global batch
+    tensorboard: str | None = Field(None, min_length=1)  # event files' folder; relative: in OUT
 
     @field_validator("metrics")
     @classmethod

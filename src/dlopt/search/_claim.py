@@ -140,9 +140,11 @@ def run_plan(
     sizes: Sequence[int],
     make_round: RoundMaker,
     lock: ClaimLock,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
 ) -> None:
-    """Claim and run plan entries until every one of the ``sum(sizes)`` entries has settled.
-    An error in the objective propagates (its trial is recorded as failed)."""
+    """Claim and run plan entries until every one of the ``sum(sizes)`` entries has settled,
+    calling each of `callbacks` after each trial (Optuna's ``optimize(callbacks=)``). An error
+    in the objective propagates (its trial is recorded as failed)."""
     sampler = study.sampler
     assert isinstance(sampler, Planned)
     total, plan = sum(sizes), _read_plan(study)
@@ -172,7 +174,7 @@ def run_plan(
             else:
                 claimed.append(entry)
                 sampler.fixed = plan[entry]
-                study.optimize(run, n_trials=1)
+                study.optimize(run, n_trials=1, callbacks=list(callbacks))
                 continue
         finally:
             lock.release()

@@ -37,6 +37,8 @@ STRATEGIES = {s: s for s in ("manual", "grid", "random", "coarse-to-fine", "tpe"
 PRUNERS = {"none": None, "median": "median"}
 
 Objective = Callable[..., float]
+TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+ROUNDS = "dlopt:rounds"  # coarse-to-fine: each round's size and space, as it was planned
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def search(
     seed: int = 0,
     workers: int = 1,
     heartbeat_interval: int = 10,
+    metric_name: str | None = None,
+    callbacks: Sequence[TrialCallback] = (),
 ) -> SearchResult:
     """Minimize (or maximize) ``objective(params)`` over `space`; a two-argument objective
     also gets the Optuna trial, to ``report`` intermediate values and be pruned.
@@ -74,7 +78,9 @@ def search(
     Any number of processes (`workers`, or ``search`` calls on other machines) may run one
     study: each planned configuration runs once. A trial whose process stops sending a
     heartbeat every `heartbeat_interval` seconds (a SQLite or database storage) is failed
-    after three intervals, and run again.
+    after three intervals, and run again. `metric_name` names the objective in the study
+    (what optuna-dashboard and ``trials_dataframe`` show); each of `callbacks` is called as
+    ``callback(study, frozen_trial)`` after every trial, as in ``optuna.Study.optimize``.
 
     >>> from dlopt.search import Float
     >>> result = search(lambda p: (p["x"] - 0.3) ** 2, {"x": Float(0, 1)}, n_trials=30)
@@ -100,12 +106,16 @@ def search(
     optuna.logging.set_verbosity(logging.ERROR)  # dlopt reports; Optuna's log stays quiet
     spec = StudySpec(storage, study_name, direction, pruner, strategy, seed, heartbeat_interval)
     study = spec.open()
+    if metric_name is not None and study.metric_names != [metric_name]:
+        with warnings.catch_warnings():  # set_metric_names: "experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([metric_name])
     sizes, make_round = _plan(space, strategy, n_trials, configs, q, rounds, top, seed)
     wrapped = _wrap(objective, space)
     if workers == 1:
-        run_plan(study, wrapped, sizes, make_round, ClaimLock(storage, study_name))
+        run_plan(study, wrapped, sizes, make_round, ClaimLock(storage, study_name), callbacks)
     else:
-        _fork_workers(spec, wrapped, sizes, make_round, workers)
+        _fork_workers(spec, wrapped, sizes, make_round, workers, callbacks)
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not finished:
         raise RuntimeError("search: no trial completed (all failed or were pruned).")
@@ -199,6 +209,10 @@ def _plan(
 
         def fine(study: optuna.Study, r: int) -> list[dict[str, Any]]:
             current = _narrow(space, study, top) if r else dict(space)
+            rounds_so_far = list(study.user_attrs.get(ROUNDS, []))
+            if len(rounds_so_far) == r:  # written once, under the claim lock
+                entry = {"size": sizes[r], "space": {k: describe(p) for k, p in current.items()}}
+                study.set_user_attr(ROUNDS, [*rounds_so_far, entry])
             rng = random.Random(f"{seed}/{r}")  # str seeds hash alike in every process
             return [sample(current, rng) for _ in range(sizes[r])]
 
@@ -215,6 +229,26 @@ def _plan(
         + [{}] * max(0, n_trials - TPE_STARTUP)
     )
     return [len(planned)], lambda study, r: planned
+
+
+def planned_trials(
+    space: Space, strategy: str, n_trials: int, configs: Sequence[dict[str, Any]], q: int
+) -> int:
+    """How many trials `search()` runs with these arguments (its progress's N)."""
+    return (
+        len(configs)
+        if strategy == "manual"
+        else len(grid(space, q))
+        if strategy == "grid"
+        else n_trials
+    )
+
+
+def describe(p: Param) -> dict[str, Any]:
+    """A parameter's range as JSON: low, high and log, or the choices."""
+    if isinstance(p, Float | Int):
+        return {"low": p.low, "high": p.high, "log": p.log}
+    return {"choices": list(p.choices)}
 
 
 def _wrap(objective: Objective, space: Space) -> Callable[[optuna.Trial], float]:
@@ -242,11 +276,12 @@ def _fork_workers(
     sizes: list[int],
     make_round: RoundMaker,
     workers: int,
+    callbacks: Sequence[TrialCallback],
 ) -> None:
     """`workers` forked processes on the study, each claiming entries until none is left;
     they die with this process (even a SIGKILLed one)."""
     context = multiprocessing.get_context("fork")
-    args = (spec, objective, sizes, make_round, os.getpid())
+    args = (spec, objective, sizes, make_round, callbacks, os.getpid())
     processes = [
         context.Process(target=_worker, args=(*args, w + 1), daemon=True) for w in range(workers)
     ]
@@ -266,13 +301,14 @@ def _worker(
     objective: Callable[[optuna.Trial], float],
     sizes: list[int],
     make_round: RoundMaker,
+    callbacks: Sequence[TrialCallback],
     parent: int,
     worker: int,
 ) -> None:
     die_with_parent(parent)  # as reproduce's workers do
     optuna.logging.set_verbosity(logging.ERROR)
     study = spec.open(worker)
-    run_plan(study, objective, sizes, make_round, ClaimLock(spec.storage, spec.name))
+    run_plan(study, objective, sizes, make_round, ClaimLock(spec.storage, spec.name), callbacks)
 
 
 def _narrow(space: Space, study: optuna.Study, top: int) -> dict[str, Param]:

@@ -10,6 +10,7 @@ from dlopt.train.schedules import one_cycle, warmup, warmup_cosine
 from dlopt.train.scores import METRICS
 from dlopt.train.state import TrainState
 from dlopt.train.swa import SWA
+from dlopt.train.tensorboard import TensorBoard
 from dlopt.train.trainer import Trainer
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "History",
     "ProgressBar",
     "RecalibrateBatchNorm",
+    "TensorBoard",
     "TrainState",
     "Trainer",
     "accuracy",
