@@ -192,3 +192,15 @@ def test_batched_linear_path_equals_vmap_forward_and_backward():
         for p, q in zip(fast.parameters(), slow.parameters(), strict=True):
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6)
             p.grad = q.grad = None
+
+
+def test_batched_linear_path_takes_inputs_with_more_leading_dimensions():
+    """A Linear acts on the last dimension (B × T × in): the batched path does the same."""
+    torch.manual_seed(0)
+    ensemble = StackedEnsemble(lambda: nn.Sequential(nn.Linear(5, 4), nn.Tanh()), 3)
+    x, xs = torch.randn(2, 7, 5), torch.randn(3, 2, 7, 5)
+    together, each = ensemble(x), ensemble(xs, per_member=True)
+    assert together.shape == (3, 2, 7, 4) and each.shape == (3, 2, 7, 4)
+    for i in range(3):
+        torch.testing.assert_close(together[i], ensemble.member(i)(x))
+        torch.testing.assert_close(each[i], ensemble.member(i)(xs[i]))

@@ -135,15 +135,20 @@ class StackedEnsemble(nn.Module):
             else:
                 weight = self.stacked[positions[0]]  # M × out × in
                 bias = self.stacked[positions[1]] if len(positions) > 1 else None  # M × out
-                if shared:  # B × in against all M weights at once: B × M·out
-                    m, out = weight.shape[:2]
-                    h = (h @ weight.reshape(m * out, -1).T).view(-1, m, out).transpose(0, 1)
+                m, out = weight.shape[:2]
+                lead = h.shape[:-1] if shared else h.shape[1:-1]  # B, or B × T × … (Linear's)
+                if shared:  # (B·…) × in against all M weights at once: (B·…) × M·out
+                    h = h.reshape(-1, h.shape[-1]) @ weight.reshape(m * out, -1).T
+                    h = h.view(-1, m, out).transpose(0, 1)
                     h = h if bias is None else h + bias[:, None, :]
                     shared = False
-                elif bias is None:
-                    h = torch.bmm(h, weight.transpose(1, 2))
                 else:
-                    h = torch.baddbmm(bias[:, None, :], h, weight.transpose(1, 2))
+                    h = h.reshape(m, -1, h.shape[-1])
+                    if bias is None:
+                        h = torch.bmm(h, weight.transpose(1, 2))
+                    else:
+                        h = torch.baddbmm(bias[:, None, :], h, weight.transpose(1, 2))
+                h = h.view(m, *lead, out)
         return h.expand(self.members, *h.shape) if shared else h
 
     @torch.no_grad()
