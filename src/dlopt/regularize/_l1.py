@@ -161,8 +161,8 @@ def l1_working_set(
         used += iterations
         w = X.new_zeros(d)
         w[cols] = w_w
-        if not certified:
-            return w, used, False
+        if not certified or cols.numel() == d:  # with every column, l1_solve's KKT test is final
+            return w, used, certified
         residual = y_centred - (X_w @ w_w - x_mean[cols] @ w_w)  # y_c − X_c w
         correlation = X.T @ residual - x_mean * residual.sum()  # X_cᵀ r
         excess = correlation.abs() - lam
