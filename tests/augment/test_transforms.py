@@ -233,3 +233,13 @@ def test_tta_predict_batches_every_view_in_chunks_and_equals_the_per_view_loop(b
 def test_bad_arguments_are_named(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+@pytest.mark.parametrize(("h", "w"), [(32, 32), (5, 7), (1, 1)])
+def test_the_sampling_grid_is_affine_grids(h, w):
+    """resample()'s one-bmm grid against torch's F.affine_grid (align_corners=False)."""
+    from dlopt.augment.affine import _grid
+
+    theta = torch.randn(6, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(h))
+    expected = F.affine_grid(theta, [6, 1, h, w], align_corners=False)
+    torch.testing.assert_close(_grid(theta, h, w), expected, rtol=0, atol=1e-14)

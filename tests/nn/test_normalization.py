@@ -235,3 +235,36 @@ def test_measure_sees_saturation_and_vanishing_gradients_in_deep_sigmoid_nets():
     big = measure(sigmoid, X * 10, y, F.cross_entropy)
     assert big.saturation[0] > 0.5 and s.saturation[0] < big.saturation[0]
     assert all(0.2 < share < 0.8 for share in r.saturation)
+
+
+def test_the_folded_copy_is_laid_out_for_inference_without_changing_its_outputs():
+    """In-place ReLUs only right after a Linear/Conv; conv weights channels_last on the CPU;
+    the input untouched, gradients still exact, a 4-D output equal (in NHWC strides)."""
+    torch.manual_seed(0)
+    shared = nn.ReLU()
+    model = _randomize_bn(
+        nn.Sequential(
+            shared,  # first: it reads the caller's input, so it must stay out of place
+            nn.Unflatten(1, (2, 3, 3)),
+            nn.Conv2d(2, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            shared,
+            nn.Conv2d(4, 4, 1),
+        ),
+        4,
+    )
+    folded = fold_batchnorm(model)
+    relus = [m for m in folded if isinstance(m, nn.ReLU)]
+    assert [r.inplace for r in relus] == [False, True] and not shared.inplace
+    conv = folded[2]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert model[2].weight.is_contiguous()  # the original keeps its layout
+    x = torch.randn(5, 18) - 0.5
+    x_before = x.clone()
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = folded(a), model.eval()(b)
+    assert torch.equal(x, x_before)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5)

@@ -11,6 +11,9 @@ memory-bound pass per BN; eval-mode BN is already a single fused affine kernel i
 the gain is the share of time BN took. In NCHW on CPU that share is small because
 ``max_pool2d`` there is slow (about half the CNN's time); in NHWC pooling is vectorised and the
 convolutions skip their layout reorders, so BN's share — and folding's gain — is larger.
+dlopt's folded copy is also laid out for inference (``fold_batchnorm``: in-place ReLUs after
+each Linear/Conv, Conv2d weights channels_last on the CPU), so on the NCHW rows it runs in NHWC
+while torch's fusion keeps the layout it was given; the channels_last rows compare both in NHWC.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Both sides solve the same objective (see :mod:`dlopt.regularize.linear` for the λ ↔ α
 conversion) in float64 with an intercept; scikit-learn's coordinate descent runs at tol=1e-10
-so that its answer is precise enough to compare with. Reported: median wall time of each,
+so that its answer is precise enough to compare with. Two penalties: λ = 2000 (a sparse
+solution, 24 non-zero coefficients of 500) and λ = 50 (a dense one, 371 non-zero).
+Reported: median wall time of each,
 their ratio, and the largest coefficient difference.
 """
 
@@ -18,6 +20,7 @@ from dlopt.benchmarks.harness import BenchReport, benchmark, interleave
 from dlopt.regularize import elastic_net, lasso, ridge, sklearn_alpha
 
 N, D, LAM, BETA = 20_000, 500, 2000.0, 0.5
+LAM_DENSE = 50.0  # a dense solution: 371 of the 500 coefficients non-zero (24 at LAM)
 
 
 def _discard(fit: Callable[[], object]) -> Callable[[], None]:
@@ -43,6 +46,8 @@ def linear_benchmark(repeats: int, device: torch.device) -> BenchReport:
         "ridge": lambda: ridge(Xt, yt, LAM, fit_intercept=True),
         "lasso": lambda: lasso(Xt, yt, LAM, fit_intercept=True),
         "elastic_net": lambda: elastic_net(Xt, yt, LAM, BETA, fit_intercept=True),
+        "lasso dense": lambda: lasso(Xt, yt, LAM_DENSE, fit_intercept=True),
+        "elastic_net dense": lambda: elastic_net(Xt, yt, LAM_DENSE, BETA, fit_intercept=True),
     }
     theirs = {
         "ridge": lambda: Ridge(**sklearn_alpha("ridge", LAM, N)).fit(X, y),
@@ -51,6 +56,12 @@ def linear_benchmark(repeats: int, device: torch.device) -> BenchReport:
         ),
         "elastic_net": lambda: ElasticNet(
             **sklearn_alpha("elastic_net", LAM, N, BETA), tol=1e-10, max_iter=100_000
+        ).fit(X, y),
+        "lasso dense": lambda: Lasso(
+            **sklearn_alpha("lasso", LAM_DENSE, N), tol=1e-10, max_iter=100_000
+        ).fit(X, y),
+        "elastic_net dense": lambda: ElasticNet(
+            **sklearn_alpha("elastic_net", LAM_DENSE, N, BETA), tol=1e-10, max_iter=100_000
         ).fit(X, y),
     }
     variants = {}
@@ -66,11 +77,11 @@ def linear_benchmark(repeats: int, device: torch.device) -> BenchReport:
             diff = float(np.abs(a.coef.numpy() - b.coef_).max())
             zeros = int((a.coef == 0).sum())
             notes.append(
-                f"{name:<12} max |coef diff| {diff:.2e}   intercept diff "
+                f"{name:<17} max |coef diff| {diff:.2e}   intercept diff "
                 f"{abs(a.intercept - b.intercept_):.2e}   exact zeros {zeros}/{D}"
             )
     report = BenchReport(
-        f"Penalized least squares, {N}×{D}, λ={LAM:g}, β={BETA}",
+        f"Penalized least squares, {N}×{D}, λ={LAM:g} (dense: λ={LAM_DENSE:g}), β={BETA}",
         "fit",
         timings,
         baseline="sklearn ridge",
@@ -78,7 +89,7 @@ def linear_benchmark(repeats: int, device: torch.device) -> BenchReport:
     )
     for name in ours:
         report.notes.append(
-            f"{name:<12} time ratio dlopt/sklearn "
+            f"{name:<17} time ratio dlopt/sklearn "
             f"{report.ratio(f'dlopt {name}', f'sklearn {name}'):.3f}"
         )
     return report

@@ -17,7 +17,9 @@ answer, by the SVD X = UΣVᵀ of the (centred) data, ŵ = V·diag(σ/(σ² + 2�
 max(n, d)·ε·σ₁ treated as zero (as LAPACK's gelsd and scikit-learn's ``solver="svd"``): at
 λ = 0 this is the minimum-norm least-squares solution, deterministic whatever the rank.
 
-Lasso and elastic net run FISTA on the Gram matrix until the active set settles, then *polish*:
+Lasso and elastic net run FISTA on the Gram matrix until the active set settles, then *polish*
+(for large n·d² on the Gram matrix of a working set of columns only: see
+:mod:`dlopt.regularize._l1`):
 on the support S with signs s the solution solves (X_SᵀX_S + 2λβI)w_S = X_Sᵀy − λs exactly. The
 solve is the minimum-norm one through the eigendecomposition of that matrix, so collinear
 columns on the support (a singular X_SᵀX_S, also when the support outgrows the rank for n < d)
@@ -41,6 +43,8 @@ import torch
 from torch import Tensor
 
 from dlopt._validation import check_finite_number, check_positive_int
+from dlopt.regularize._l1 import WORKING_SET_MIN_WORK, gram, l1_solve, l1_working_set
+from dlopt.regularize._l1 import soft_threshold as soft_threshold  # re-exported
 
 
 class ConvergenceWarning(UserWarning):
@@ -79,14 +83,6 @@ def _check_xy(X: Tensor, y: Tensor, caller: str) -> tuple[Tensor, Tensor, torch.
     return X, y, dtype
 
 
-def _gram(X: Tensor) -> Tensor:
-    """XᵀX. On CPU numpy's matmul recognises XᵀX and calls BLAS syrk: half the flops of gemm."""
-    if X.device.type == "cpu":
-        Xn = X.numpy()
-        return torch.from_numpy(Xn.T @ Xn)
-    return X.T @ X
-
-
 def _normal_equations(
     X: Tensor, y: Tensor, fit_intercept: bool, caller: str
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -96,7 +92,7 @@ def _normal_equations(
     diagonal (x² is inf or NaN), so checking G replaces a pass over X.
     """
     n = X.shape[0]
-    G, c = _gram(X), X.T @ y
+    G, c = gram(X), X.T @ y
     if not bool(torch.isfinite(G.diagonal()).all()):
         raise ValueError(f"{caller}(X, y): X must be finite; found NaN or inf.")
     if fit_intercept:
@@ -174,79 +170,6 @@ def _ridge(
     return _finish(w, x_mean, y_mean, fit_intercept, 0, dtype)
 
 
-def soft_threshold(z: Tensor, threshold: float | Tensor) -> Tensor:
-    """The proximal map of t‖·‖₁: sign(z)·max(|z| − t, 0). Gives exact zeros."""
-    return torch.sign(z) * torch.clamp(z.abs() - threshold, min=0)
-
-
-def _polish(G: Tensor, c: Tensor, w: Tensor, lam: float, l2: float) -> Tensor | None:
-    """Exact solution on w's support and signs, or None if the KKT conditions fail.
-
-    The minimum-norm solve on the support: with A = X_SᵀX_S + 2·l2·I = QΛQᵀ, eigenvalues
-    below |S|·ε·λ_max dropped, so collinear columns (a singular A) are solved too; an
-    inconsistent system (no solution with these signs) fails the KKT test on the support.
-    """
-    support = w != 0
-    signs = torch.sign(w[support])
-    exact = torch.zeros_like(w)
-    if support.any():
-        A = G[support][:, support] + 2 * l2 * torch.eye(
-            int(support.sum()), dtype=G.dtype, device=G.device
-        )
-        values, Q = torch.linalg.eigh(A)
-        cutoff = A.shape[0] * torch.finfo(A.dtype).eps * max(float(values[-1]), 0.0)
-        inverse = torch.where(values > cutoff, 1 / values, torch.zeros_like(values))
-        w_s = Q @ (inverse * (Q.T @ (c[support] - lam * signs)))
-        if not torch.equal(torch.sign(w_s), signs):
-            return None
-        exact[support] = w_s
-    correlation = c - G @ exact  # Xᵀ(y − Xw)
-    slack = 1e-9 * max(1.0, float(c.abs().max()), lam)
-    if support.any():
-        on = correlation[support] - 2 * l2 * exact[support] - lam * signs
-        if float(on.abs().max()) > slack:
-            return None
-    off = ~support
-    if off.any() and float(correlation[off].abs().max()) > lam + slack:
-        return None
-    return exact
-
-
-def _l1_solve(
-    G: Tensor, c: Tensor, lam: float, l2: float, max_iter: int
-) -> tuple[Tensor, int, bool]:
-    """argmin ½wᵀGw − cᵀw + l2‖w‖² + lam‖w‖₁ by FISTA with restarts, then polishing:
-    (w, iterations, certified)."""
-    d = G.shape[0]
-    if d == 0:
-        return G.new_zeros(0), 0, True
-    zero = _polish(G, c, G.new_zeros(d), lam, l2)
-    if zero is not None:  # λ ≥ ‖Xᵀy‖∞: w = 0, certified before any iteration
-        return zero, 0, True
-    step = 1.0 / (float(torch.linalg.eigvalsh(G)[-1]) + 2 * l2 + 1e-300)
-    w = torch.zeros(d, dtype=G.dtype, device=G.device)
-    z, t = w.clone(), 1.0
-    previous_support = None
-    for it in range(1, max_iter + 1):
-        grad = G @ z - c + 2 * l2 * z
-        w_next = soft_threshold(z - step * grad, step * lam)
-        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        if float((w_next - w) @ (z - w_next)) > 0:  # gradient-based restart (O'Donoghue–Candès)
-            t_next, z = 1.0, w_next
-        else:
-            z = w_next + ((t - 1) / t_next) * (w_next - w)
-        w, t = w_next, t_next
-        if it % 10 == 0:
-            support = (w != 0).cpu()
-            if previous_support is not None and torch.equal(support, previous_support):
-                exact = _polish(G, c, w, lam, l2)
-                if exact is not None:
-                    return exact, it, True
-            previous_support = support
-    exact = _polish(G, c, w, lam, l2)  # a last try at the cap
-    return (w, max_iter, False) if exact is None else (exact, max_iter, True)
-
-
 def lasso(
     X: Tensor, y: Tensor, lam: float, *, fit_intercept: bool = False, max_iter: int = 100_000
 ) -> LinearFit:
@@ -279,8 +202,19 @@ def elastic_net(
         if not bool(torch.isfinite(X).all()):
             raise ValueError(f"{caller}(X, y): X must be finite; found NaN or inf.")
         return _ridge(X, y, 0.0, fit_intercept, dtype, caller)
-    G, c, x_mean, y_mean = _normal_equations(X, y, fit_intercept, caller)
-    w, n_iter, converged = _l1_solve(G, c, lam, lam * beta, max_iter)
+    n, d = X.shape
+    if n * d * d > WORKING_SET_MIN_WORK:  # the Gram matrix of the working set only
+        x_mean = X.mean(0) if fit_intercept else X.new_zeros(d)
+        y_mean = y.mean() if fit_intercept else X.new_zeros(())
+        # a NaN or inf anywhere in X reaches its column's sum
+        if not bool(torch.isfinite(x_mean if fit_intercept else X.sum(0)).all()):
+            raise ValueError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+        y_c = y - y_mean
+        c = X.T @ y_c - x_mean * y_c.sum()  # X_cᵀy_c
+        w, n_iter, converged = l1_working_set(X, y_c, x_mean, c, lam, lam * beta, max_iter)
+    else:
+        G, c, x_mean, y_mean = _normal_equations(X, y, fit_intercept, caller)
+        w, n_iter, converged = l1_solve(G, c, lam, lam * beta, max_iter)
     if not converged:
         warnings.warn(
             f"{caller}: stopped at max_iter={max_iter} before the KKT conditions held; the "
