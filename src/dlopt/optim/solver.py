@@ -7,7 +7,7 @@ nonlinear CG know their slope on the host already.
 
 On the CPU there is nothing to transfer, and what costs is the library calls and the passes
 over the gradient: numpy (a call costs about 1 µs, torch's dispatcher 3–5) on the gradient's
-memory — for n up to ``directions.NUMPY_MAX_N``; longer vectors take the device path in torch,
+memory — for n up to ``placement.NUMPY_MAX_N``; longer vectors take the device path in torch,
 as numpy's BLAS threads would starve torch's — computes f and ∇fᵀd for every trial step, ‖∇f‖² and ∇fᵀ∇f₀ only for the step the line
 search accepts (``Solver.complete``), and ‖∇f‖∞ only when ‖∇f‖² ≤ n·tol² leaves the convergence
 test open (``Iterate.converged``).
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlopt.optim.directions import Method, NonlinearCG, StepInfo, on_host
+from dlopt.optim import placement
+from dlopt.optim.directions import Method, NonlinearCG, StepInfo
 from dlopt.optim.line_search import LineSearchResult, Point, backtracking, strong_wolfe
 from dlopt.optim.objective import Evaluation, Objective
 from dlopt.optim.result import Status
@@ -101,7 +102,7 @@ class Solver:
         g = at.g
         point = Point(t, math.nan, 0.0, g, math.nan, at.f, partial=True)
         if self._host is None:
-            self._host = on_host(g)
+            self._host = placement.on_host(g)
         if not self._host:  # every number in the evaluation's one read
             return at, self._fill_in_torch(point, d, g_old, with_f=True)
         # on the host a trial step needs only f and ∇fᵀd; the rest waits for acceptance
