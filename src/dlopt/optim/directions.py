@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,6 +36,8 @@ class StepInfo:
     g_dot_old: float  # ∇f(x + td)ᵀ∇f(x)
     eps: float  # machine epsilon of the dtype
     unit: bool = False  # the line search accepted its unit trial step t = lr
+    # (d, ∇f(x), ∇f(x + td)) seen by numpy, on the solver's host path: views made once
+    host: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def sy(self) -> float:

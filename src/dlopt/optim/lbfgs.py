@@ -69,8 +69,13 @@ class LBFGS(Method):
             slot = self._next_slot(d)
             if self._host_W is not None:  # numpy on the same memory: a third of torch's cost
                 s, y = self._host_rows[slot]
-                np.multiply(d.numpy(), info.t, out=s)
-                np.subtract(g_new.numpy(), g_old.numpy(), out=y)
+                d_host, g_old_host, g_new_host = info.host or (
+                    d.numpy(),
+                    g_old.numpy(),
+                    g_new.numpy(),
+                )
+                np.multiply(d_host, info.t, out=s)
+                np.subtract(g_new_host, g_old_host, out=y)
                 return
             _, s, y = self._views[slot]
             torch.mul(d, info.t, out=s)
@@ -135,13 +140,13 @@ class LBFGS(Method):
         # one errstate for the whole algebra (each costs ~2 µs): an overflow in the products
         # makes _absorb drop the pair, a non-finite gᵀd makes the solver restart along −g
         with np.errstate(all="ignore"):
-            return self._direction(g, gg)
+            return self._direction(g, gg, None if at is None else at.g_host)
 
-    def _direction(self, g: Tensor, gg: float) -> tuple[Tensor, float]:
+    def _direction(self, g: Tensor, gg: float, g_host: np.ndarray | None) -> tuple[Tensor, float]:
         slot, Wn = self._pending, self._host_W
         assert self.W is not None
         if Wn is not None:
-            return self._direction_on_host(g, gg, Wn)
+            return self._direction_on_host(g if g_host is None else g_host, gg, Wn)
         if slot is None:
             p = placement.to_host(torch.mv(self.W, g))
         else:  # W[g y]: p and the new pair's products in one pass over W, one read
@@ -151,9 +156,12 @@ class LBFGS(Method):
         minus_q, gtd = self._minus_q(p, gg)
         return torch.addmv(g, self._WT, placement.to_device(minus_q, g), beta=-self.gamma), gtd
 
-    def _direction_on_host(self, g: Tensor, gg: float, Wn: np.ndarray) -> tuple[Tensor, float]:
-        """The same on the CPU, in numpy on W's memory."""
-        slot, g_host = self._pending, g.numpy()
+    def _direction_on_host(
+        self, g: Tensor | np.ndarray, gg: float, Wn: np.ndarray
+    ) -> tuple[Tensor, float]:
+        """The same on the CPU, in numpy on W's memory (g as a tensor or its numpy view)."""
+        slot = self._pending
+        g_host = g.numpy() if isinstance(g, Tensor) else g
         if slot is None:
             p = placement.as_float64(Wn.dot(g_host))
         else:
