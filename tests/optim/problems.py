@@ -97,7 +97,6 @@ PROBLEMS = [
 def device_path(monkeypatch) -> None:
     """Run the code a GPU runs, on the CPU: there the solver and L-BFGS otherwise let numpy
     work on the tensors' memory in place (their host path)."""
-    from dlopt.optim import directions, solver
+    from dlopt.optim import placement
 
-    monkeypatch.setattr(directions, "on_host", lambda tensor: False)
-    monkeypatch.setattr(solver, "on_host", lambda tensor: False)
+    monkeypatch.setattr(placement, "on_host", lambda tensor: False)

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlopt.optim import strong_wolfe
-from dlopt.optim.directions import BFGS, LBFGS, StepInfo
+from dlopt.optim.directions import BFGS, StepInfo
+from dlopt.optim.lbfgs import LBFGS
 from dlopt.optim.line_search import Point
 from dlopt.optim.objective import Evaluation
 

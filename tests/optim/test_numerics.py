@@ -183,7 +183,8 @@ def test_the_host_path_computes_the_device_paths_numbers(dtype, method_name, mon
     """The CPU path (numpy for L-BFGS, torch for CG, norms filled in for an accepted step) and
     the device path (every number in one read) compute the same numbers: an evaluation's
     f, ‖g‖∞, ‖g‖², gᵀd, gᵀg₀ and an L-BFGS direction from the same memory of pairs."""
-    from dlopt.optim.directions import LBFGS, NonlinearCG
+    from dlopt.optim.directions import NonlinearCG
+    from dlopt.optim.lbfgs import LBFGS
     from dlopt.optim.objective import FunctionObjective
     from dlopt.optim.solver import Solver
 
@@ -228,8 +229,9 @@ def test_the_host_path_computes_the_device_paths_numbers(dtype, method_name, mon
 def test_numpy_serves_only_vectors_its_blas_keeps_on_one_thread(over, numpy_used):
     """Above NUMPY_MAX_N the CPU runs the device path in torch alone: OpenBLAS's threads on a
     long dot product starve torch's (L-BFGS 7× slower at n = 10⁵ on two cores)."""
-    from dlopt.optim.directions import LBFGS, NUMPY_MAX_N
+    from dlopt.optim.lbfgs import LBFGS
     from dlopt.optim.objective import FunctionObjective
+    from dlopt.optim.placement import NUMPY_MAX_N
     from dlopt.optim.solver import Solver
 
     from .problems import extended_rosenbrock, rosenbrock_x0

@@ -216,18 +216,18 @@ def test_short_steps_continue_one_run(name, path, reload, monkeypatch):
     ("exact") or, as from a state dict that lacks it, factored afresh ("refactored"; x then
     differs by ~1e-8 at the end on the host path). A reload in the wrong pair order costs
     L-BFGS four more iterations here."""
-    from dlopt.optim import directions
+    from dlopt.optim import lbfgs
 
     if path == "device":
         device_path(monkeypatch)
     loads = [0]
-    load = directions.LBFGS.load_state_dict
+    load = lbfgs.LBFGS.load_state_dict
 
     def counted(self, state):
         loads[0] += 1
         return load(self, state)
 
-    monkeypatch.setattr(directions.LBFGS, "load_state_dict", counted)
+    monkeypatch.setattr(lbfgs.LBFGS, "load_state_dict", counted)
     params = _params()
     optimizer = CLASSES[name](params, max_iter=7, tol=1e-5)
     closure = _closure(params, optimizer)

@@ -124,17 +124,17 @@ def every_core_notes(n: int = 100_000, repeats: int = 3) -> list[str]:
     dlopt, dlopt with numpy forced onto the long vectors (the host path before NUMPY_MAX_N),
     torch.optim.LBFGS and SciPy's L-BFGS-B. Numpy's BLAS threads spin after each call and
     starve torch's, whose objective then waits whole scheduler ticks."""
-    from dlopt.optim import directions
+    from dlopt.optim import placement
 
     problem = rosenbrock_problem(n)
-    limit = directions.NUMPY_MAX_N
+    limit = placement.NUMPY_MAX_N
 
     def numpy_forced() -> dict[str, float]:
-        directions.NUMPY_MAX_N = n
+        placement.NUMPY_MAX_N = n
         try:
             return _ours(problem, "lbfgs")
         finally:
-            directions.NUMPY_MAX_N = limit
+            placement.NUMPY_MAX_N = limit
 
     with every_core() as cores:
         best = best_interleaved(

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from torch import Tensor
 
 
@@ -34,6 +35,7 @@ class Point:  # and one is made per evaluation
     gg: float = math.nan  # gᵀg
     g_dot_old: float = math.nan  # gᵀg₀ with g₀ the gradient where the search started
     partial: bool = False  # gnorm, gg and g_dot_old not computed yet (see Solver.complete)
+    g_host: np.ndarray | None = None  # g's memory seen by numpy (the solver's host path)
 
     @property
     def finite(self) -> bool:

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from dlopt._validation import check_choice, check_finite_number, check_positive_int
-from dlopt.optim.directions import BFGS, LBFGS, GradientDescent, Method, NonlinearCG
+from dlopt.optim.directions import BFGS, GradientDescent, Method, NonlinearCG
+from dlopt.optim.lbfgs import LBFGS
 from dlopt.optim.newton import Newton, NewtonCG
 from dlopt.optim.objective import FunctionObjective, work_dtype
 from dlopt.optim.result import OptimizeResult, Status

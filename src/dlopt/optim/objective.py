@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -29,6 +30,9 @@ class Evaluation:
     g: Tensor  # flat, detached
     hvp: Callable[[Tensor], Tensor] | None = None
     hessian: Callable[[], Tensor] | None = None
+    # g's memory seen by numpy, made once (Solver.evaluate, on the host path): each
+    # Tensor.numpy() costs about half a microsecond, and g is read by numpy up to four times
+    g_host: np.ndarray | None = None
 
 
 def work_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from dlopt._validation import check_choice, check_finite_number, check_positive_int
-from dlopt.optim import directions, newton
+from dlopt.optim import directions, lbfgs, newton
 from dlopt.optim.minimize import DENSE_MEMORY_BUDGET, LINE_SEARCHES, check_dense_memory
 from dlopt.optim.objective import ClosureObjective
 from dlopt.optim.result import Status
@@ -173,7 +173,7 @@ def _defaults(
 
 
 class LBFGS(_SecondOrder):
-    """L-BFGS (compact representation; see :class:`dlopt.optim.directions.LBFGS`).
+    """L-BFGS (compact representation; see :class:`dlopt.optim.lbfgs.LBFGS`).
 
     Memory: 2·history_size·n numbers. ``tol`` bounds ‖∇f‖∞ (defaults converge without tuning:
     one ``step`` runs up to 100 iterations).
@@ -206,7 +206,7 @@ class LBFGS(_SecondOrder):
         )
 
     def _method(self) -> directions.Method:
-        return directions.LBFGS(self.param_groups[0]["history_size"])
+        return lbfgs.LBFGS(self.param_groups[0]["history_size"])
 
 
 class BFGS(_SecondOrder):
