@@ -21,6 +21,7 @@ from torch import Tensor
 
 from dlopt._validation import check_choice, check_finite_number, check_fraction
 from dlopt.augment._images import as_images, coin, uniform
+from dlopt.errors import InvalidParameterError
 
 MODES = {"bilinear": "bilinear", "nearest": "nearest", "bicubic": "bicubic"}
 PADDING = {"zeros": "zeros", "border": "border", "reflection": "reflection"}
@@ -161,7 +162,7 @@ class RandomAffine:
         self.shift = check_finite_number("shift", shift, caller=caller, nonnegative=True)
         low, high = (check_finite_number("scale", s, caller=caller, positive=True) for s in scale)
         if low > high:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"RandomAffine(scale=...) must be (low, high), low ≤ high; got {scale}."
             )
         self.scale = (low, high)

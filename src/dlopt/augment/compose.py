@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from dlopt.errors import InvalidParameterError
+
 Augmentation = Callable[[Tensor, torch.Generator | None], Tensor]
 
 
@@ -22,7 +24,7 @@ class Compose:
     def __init__(self, augmentations: Sequence[Augmentation]) -> None:
         for a in augmentations:
             if not callable(a):
-                raise TypeError(f"Compose: {a!r} is not callable as aug(x, generator).")
+                raise InvalidParameterError(f"Compose: {a!r} is not callable as aug(x, generator).")
         self.augmentations = list(augmentations)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:

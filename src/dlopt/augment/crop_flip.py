@@ -15,6 +15,7 @@ from torch import Tensor
 
 from dlopt._validation import check_fraction, check_positive_int
 from dlopt.augment._images import as_images, coin
+from dlopt.errors import InvalidParameterError
 
 
 def crop_flip(
@@ -32,7 +33,7 @@ def crop_flip(
     padding = check_positive_int("padding", padding, caller="crop_flip", minimum=0)
     offsets = torch.as_tensor(offsets, device=images.device).long().expand(n, 2)
     if offsets.numel() and (offsets.min() < 0 or offsets.max() > 2 * padding):
-        raise ValueError(
+        raise InvalidParameterError(
             f"crop_flip(offsets=...) must lie in [0, {2 * padding}] (twice the padding); got "
             f"{int(offsets.min())}…{int(offsets.max())}."
         )

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from dlopt._validation import check_finite_number
+from dlopt.errors import InvalidParameterError
 
 
 class InputNoise:
@@ -21,6 +22,8 @@ class InputNoise:
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if not torch.is_floating_point(x):
-            raise TypeError(f"InputNoise: inputs must be floating-point; got {x.dtype}.")
+            raise InvalidParameterError(
+                f"InputNoise: inputs must be floating-point; got {x.dtype}."
+            )
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return x + self.std * noise

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from dlopt._validation import check_finite_number
 from dlopt.augment._images import as_images
+from dlopt.errors import InvalidParameterError
 
 
 class PCAColor:
@@ -42,7 +43,9 @@ class PCAColor:
         c = images.shape[1]
         pixels = images.transpose(0, 1).reshape(c, -1).double()
         if pixels.shape[1] < 2:
-            raise ValueError("PCAColor.fit: needs at least two pixels to estimate a covariance.")
+            raise InvalidParameterError(
+                "PCAColor.fit: needs at least two pixels to estimate a covariance."
+            )
         eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(pixels).reshape(c, c))
         self.eigenvalues = eigenvalues.clamp(min=0)  # rounding can make a zero one negative
         self.eigenvectors = eigenvectors
@@ -63,7 +66,7 @@ class PCAColor:
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         images, restore = as_images(x, self.shape, "PCAColor")
         if self.eigenvalues is not None and images.shape[1] != len(self.eigenvalues):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"PCAColor: fitted on {len(self.eigenvalues)} channels; got images with "
                 f"{images.shape[1]}."
             )

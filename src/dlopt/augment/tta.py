@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from dlopt._validation import check_positive_int
 from dlopt.augment.crop_flip import crop_flip
+from dlopt.errors import InvalidParameterError
 
 View = Callable[[Tensor], Tensor]
 
@@ -57,7 +58,7 @@ def tta_predict(
         ValueError: `views` is empty or `memory_budget` is not a positive int.
     """
     if not views:
-        raise ValueError("tta_predict(views=...) is empty: give at least one view.")
+        raise InvalidParameterError("tta_predict(views=...) is empty: give at least one view.")
     check_positive_int("memory_budget", memory_budget, caller="tta_predict")
     n_views, n = len(views), len(x)
     per_sample = max(x[:1].numel() * x.element_size(), 1) * n_views

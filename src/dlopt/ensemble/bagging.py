@@ -13,6 +13,7 @@ from torch import Tensor
 
 from dlopt._validation import check_positive_int
 from dlopt.ensemble.stacked import StackedEnsemble
+from dlopt.errors import InvalidParameterError
 
 
 def bootstrap_indices(n: int, members: int, generator: torch.Generator | None = None) -> Tensor:
@@ -46,7 +47,7 @@ def fit_stacked(
     check_positive_int("batch_size", batch_size, caller="fit_stacked")
     m, n = ensemble.members, len(X)
     if len(y) != n:
-        raise ValueError(f"fit_stacked: X has {n} samples but y has {len(y)}.")
+        raise InvalidParameterError(f"fit_stacked: X has {n} samples but y has {len(y)}.")
     generator = torch.Generator().manual_seed(seed)
     if indices is None:
         indices = (
@@ -55,7 +56,7 @@ def fit_stacked(
             else torch.arange(n).expand(m, n).clone()
         )
     if indices.shape[0] != m:
-        raise ValueError(f"fit_stacked(indices=...) needs one row per member ({m}).")
+        raise InvalidParameterError(f"fit_stacked(indices=...) needs one row per member ({m}).")
     device = ensemble.stacked[0].device
     X, y, indices = X.to(device), y.to(device), indices.to(device)
     classify = not torch.is_floating_point(y)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlopt._validation import check_finite_number, check_positive_int
+from dlopt.errors import InvalidParameterError
 
 Predictor = Callable[[Tensor], Tensor]
 FitMember = Callable[[Tensor, Tensor, Tensor | None], Predictor]
@@ -70,7 +71,7 @@ def samme(
     nu = check_finite_number("learning_rate", learning_rate, caller="samme", positive=True)
     k = int(n_classes if n_classes is not None else int(y.max()) + 1)
     if k < 2:
-        raise ValueError(f"samme: needs at least 2 classes; got {k}.")
+        raise InvalidParameterError(f"samme: needs at least 2 classes; got {k}.")
     w = torch.full((len(y),), 1.0 / len(y), dtype=torch.float64, device=y.device)
     boosted = SAMME(k)
     for m in range(members):
@@ -84,7 +85,7 @@ def samme(
             break
         if error >= 1 - 1 / k:  # no better than chance: drop it and stop
             if not boosted.members:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"samme: the first member's weighted error {error:.3f} is no better than "
                     f"chance (1 − 1/K = {1 - 1 / k:.3f}); use a stronger member."
                 )

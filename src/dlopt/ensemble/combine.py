@@ -10,12 +10,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from dlopt.errors import InvalidParameterError
+
 
 @torch.no_grad()
 def member_outputs(models: Sequence[nn.Module], x: Tensor) -> Tensor:
     """M × N × K: each member's output on `x`, in eval mode (each restored afterwards)."""
     if not models:
-        raise ValueError("member_outputs(models=...) is empty: an ensemble needs members.")
+        raise InvalidParameterError(
+            "member_outputs(models=...) is empty: an ensemble needs members."
+        )
     outputs = []
     for model in models:
         was_training = model.training
@@ -45,7 +49,7 @@ def vote(outputs: Tensor) -> Tensor:
 
 def _check(outputs: Tensor, caller: str) -> None:
     if outputs.dim() != 3:
-        raise ValueError(
+        raise InvalidParameterError(
             f"{caller}(outputs=...) must be members × samples × outputs; got shape "
             f"{tuple(outputs.shape)}."
         )

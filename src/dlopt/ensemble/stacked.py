@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
 from dlopt._validation import check_positive_int
+from dlopt.errors import InvalidParameterError
 from dlopt.nn.activations import Step
 from dlopt.nn.dropout import Dropout, GaussianNoise
 
@@ -88,7 +89,7 @@ class StackedEnsemble(nn.Module):
         models = [make() for _ in range(self.members)]
         for m in models[0].modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                raise ValueError(
+                raise InvalidParameterError(
                     "StackedEnsemble: members with BatchNorm cannot train under vmap (their "
                     "running statistics); use LayerNorm, or train the members one by one."
                 )

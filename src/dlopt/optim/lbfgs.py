@@ -11,6 +11,7 @@ import torch
 from scipy.linalg.lapack import dtrtri
 from torch import Tensor
 
+from dlopt.errors import InvalidParameterError
 from dlopt.optim import placement
 from dlopt.optim.directions import Method, StepInfo
 from dlopt.optim.objective import Evaluation
@@ -208,7 +209,7 @@ class LBFGS(Method):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         shape = (self.m, self.m)
         if tuple(state["YY"].shape) != shape:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"this L-BFGS state holds {state['YY'].shape[0]} pairs, but history_size is "
                 f"{self.m}; load it with history_size={state['YY'].shape[0]}."
             )

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from dlopt._validation import check_choice, check_finite_number, check_positive_int
+from dlopt.errors import InvalidParameterError
 from dlopt.optim.directions import BFGS, GradientDescent, Method, NonlinearCG
 from dlopt.optim.lbfgs import LBFGS
 from dlopt.optim.newton import Newton, NewtonCG
@@ -51,7 +52,7 @@ def check_dense_memory(method: str, n: int, itemsize: int, budget: int, caller: 
         f"over the memory budget of {budget / 2**30:.1f} GiB; use Newton-CG "
         "(method='newton-cg' / dlopt.optim.NewtonCG), which needs Hessian-vector products only.",
     }[method]
-    raise ValueError(f"{caller}: {advice} (memory_budget= raises the limit.)")
+    raise InvalidParameterError(f"{caller}: {advice} (memory_budget= raises the limit.)")
 
 
 def minimize(
@@ -99,11 +100,15 @@ def minimize(
     check_positive_int("max_ls", max_ls, caller="minimize")
     check_positive_int("memory_budget", memory_budget, caller="minimize")
     if callback is not None and not callable(callback):
-        raise TypeError(f"minimize(callback=...) must be callable; got {callback!r:.60}.")
+        raise InvalidParameterError(
+            f"minimize(callback=...) must be callable; got {callback!r:.60}."
+        )
     if not isinstance(x0, Tensor) or not torch.is_floating_point(x0):
-        raise TypeError(f"minimize(x0=...) must be a floating-point tensor; got {x0!r:.60}.")
+        raise InvalidParameterError(
+            f"minimize(x0=...) must be a floating-point tensor; got {x0!r:.60}."
+        )
     if x0.numel() == 0:
-        raise ValueError("minimize(x0=...) is empty: there is nothing to minimize.")
+        raise InvalidParameterError("minimize(x0=...) is empty: there is nothing to minimize.")
     if method in ("bfgs", "newton"):
         check_dense_memory(
             method, x0.numel(), x0.element_size(), memory_budget, f"minimize(method={method!r})"

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dlopt.errors import InvalidParameterError
 from dlopt.optim.distributed import DistributedClosure
 
 
@@ -45,11 +46,11 @@ def check_loss(value: Tensor, caller: str) -> None:
     ``.item()`` turned back into a tensor, or computed under ``torch.no_grad()``) has gradient
     zero everywhere, and dlopt would report it converged at x0."""
     if not torch.is_floating_point(value):
-        raise TypeError(
+        raise InvalidParameterError(
             f"{caller} must return a floating-point scalar tensor; got dtype {value.dtype}."
         )
     if not value.requires_grad:
-        raise ValueError(
+        raise InvalidParameterError(
             f"{caller} returned a tensor without a graph (detached, or computed under "
             "torch.no_grad()): there is no gradient to follow."
         )
@@ -152,7 +153,7 @@ class FunctionObjective(Objective):
         with torch.enable_grad():  # also under no_grad callers: the graph must exist
             f = self.fun(x_)
             if not isinstance(f, Tensor) or f.numel() != 1:
-                raise TypeError(
+                raise InvalidParameterError(
                     "minimize(fun=...) must return a scalar tensor; got "
                     f"{type(f).__name__} of shape {getattr(f, 'shape', None)}."
                 )
@@ -255,31 +256,31 @@ class ClosureObjective(Objective):
             loss = self.closure()
             if not isinstance(loss, Tensor):
                 if isinstance(loss, bool) or not isinstance(loss, int | float):
-                    raise TypeError(
+                    raise InvalidParameterError(
                         "the closure must return the loss, a scalar tensor or a number; got "
                         f"{type(loss).__name__}."
                     )
                 loss = torch.as_tensor(float(loss), dtype=x.dtype, device=x.device)
             elif loss.numel() != 1:
-                raise TypeError(
+                raise InvalidParameterError(
                     "the closure must return the loss, a scalar tensor or a number; got a "
                     f"tensor of shape {tuple(loss.shape)}."
                 )
             elif not torch.is_floating_point(loss):
-                raise TypeError(
+                raise InvalidParameterError(
                     "the closure must return a floating-point loss; got a tensor of dtype "
                     f"{loss.dtype}."
                 )
             if self.backward and not create_graph:
                 accumulated = [p.grad for p in self.params]
                 if all(grad is None for grad in accumulated):
-                    raise ValueError(
+                    raise InvalidParameterError(
                         "the closure left every parameter without a gradient: it must call "
                         "loss.backward() before returning the loss."
                     )
                 return loss.detach().reshape(()), _flat(accumulated, self.params)
             if not loss.requires_grad:
-                raise ValueError(
+                raise InvalidParameterError(
                     "this optimizer needs a closure that returns the loss with its graph, "
                     "without calling backward() (it differentiates the loss itself); got a "
                     "loss without a graph (detached, or computed under torch.no_grad())."
@@ -289,7 +290,7 @@ class ClosureObjective(Objective):
                     loss, self.params, create_graph=create_graph, allow_unused=True
                 )
             except RuntimeError as exc:
-                raise ValueError(
+                raise InvalidParameterError(
                     "this optimizer needs a closure that returns the loss without "
                     f"calling backward() ({str(exc).splitlines()[0]})"
                 ) from None

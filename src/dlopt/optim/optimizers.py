@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from dlopt._validation import check_choice, check_finite_number, check_positive_int
+from dlopt.errors import InvalidParameterError
 from dlopt.optim import directions, lbfgs, newton
 from dlopt.optim.minimize import DENSE_MEMORY_BUDGET, LINE_SEARCHES, check_dense_memory
 from dlopt.optim.objective import ClosureObjective
@@ -68,7 +69,7 @@ class _SecondOrder(torch.optim.Optimizer):
         first, added = _options(self.param_groups[0]), _options(self.param_groups[-1])
         if added != first:
             self.param_groups.pop()
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{type(self).__name__}.add_param_group: every param group must share its options "
                 "with the first (the method treats all parameters as one vector); "
                 f"got {_differences(first, added)}."
@@ -76,7 +77,7 @@ class _SecondOrder(torch.optim.Optimizer):
         for p in self.param_groups[-1]["params"]:
             if not torch.is_floating_point(p):
                 self.param_groups.pop()
-                raise TypeError(
+                raise InvalidParameterError(
                     f"{type(self).__name__}: parameters must be real floating-point tensors; "
                     f"got one of dtype {p.dtype} and shape {tuple(p.shape)}."
                 )
@@ -95,7 +96,7 @@ class _SecondOrder(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
         """Run up to max_iter iterations; return the loss at the final parameters."""
         if closure is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{type(self).__name__}.step(closure) needs a closure that "
                 "re-evaluates the model and returns the loss."
             )
@@ -209,8 +210,10 @@ class LBFGS(_SecondOrder):
         return lbfgs.LBFGS(self.param_groups[0]["history_size"])
 
 
-class BFGS(_SecondOrder):
-    """Dense BFGS (see :class:`dlopt.optim.directions.BFGS`); refuses n² above `memory_budget`."""
+class _Dense(_SecondOrder):
+    """A method that holds an n×n matrix: refused above `memory_budget` bytes."""
+
+    _dense: ClassVar[tuple[str, str]]
 
     def __init__(
         self,
@@ -226,7 +229,14 @@ class BFGS(_SecondOrder):
             params, _defaults(lr, max_iter, tol, line_search, memory_budget=memory_budget)
         )
         n = sum(p.numel() for p in self._params)
-        check_dense_memory("bfgs", n, self._params[0].element_size(), memory_budget, "BFGS")
+        caller, method = self._dense
+        check_dense_memory(caller, n, self._params[0].element_size(), memory_budget, method)
+
+
+class BFGS(_Dense):
+    """Dense BFGS (see :class:`dlopt.optim.directions.BFGS`); refuses n² above `memory_budget`."""
+
+    _dense = ("bfgs", "BFGS")  # (caller, method) named when n² is over the memory budget
 
     def _method(self) -> directions.Method:
         return directions.BFGS()
@@ -286,27 +296,13 @@ class NewtonCG(_SecondOrder):
         return newton.NewtonCG(self.param_groups[0]["max_cg"])
 
 
-class Newton(_SecondOrder):
+class Newton(_Dense):
     """Newton with the exact, damped Hessian (small n); closure without backward. Refuses an
     n×n Hessian above `memory_budget` bytes (Newton-CG needs none)."""
 
     step_policy = StepPolicy(closure=True, closure_backward=False, guards_trials=True)
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1.0,
-        *,
-        max_iter: int = 100,
-        tol: float = 1e-7,
-        line_search: str = "strong_wolfe",
-        memory_budget: int = DENSE_MEMORY_BUDGET,
-    ) -> None:
-        super().__init__(
-            params, _defaults(lr, max_iter, tol, line_search, memory_budget=memory_budget)
-        )
-        n = sum(p.numel() for p in self._params)
-        check_dense_memory("newton", n, self._params[0].element_size(), memory_budget, "Newton")
+    _dense = ("newton", "Newton")
 
     def _method(self) -> directions.Method:
         return newton.Newton()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dlopt.errors import InvalidParameterError
+
 
 @dataclass(frozen=True)
 class StepPolicy:
@@ -38,7 +40,7 @@ def step_policy(optimizer: torch.optim.Optimizer) -> StepPolicy:
     if isinstance(declared, StepPolicy):
         return declared
     if declared is not None:
-        raise TypeError(
+        raise InvalidParameterError(
             f"{type(optimizer).__name__}.step_policy must be a dlopt.optim.StepPolicy; "
             f"got {declared!r}."
         )

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from dlopt._validation import check_finite_number, check_positive_int
+from dlopt.errors import InvalidParameterError
 from dlopt.regularize._l1 import WORKING_SET_MIN_WORK, gram, l1_solve, l1_working_set
 from dlopt.regularize._l1 import soft_threshold as soft_threshold  # re-exported
 
@@ -70,16 +71,18 @@ def _check_xy(X: Tensor, y: Tensor, caller: str) -> tuple[Tensor, Tensor, torch.
     """X and y in float64, and the dtype the coefficients come back in (X's, if floating)."""
     X, y = torch.as_tensor(X), torch.as_tensor(y)
     if X.dim() != 2 or y.dim() != 1 or len(X) != len(y):
-        raise ValueError(
+        raise InvalidParameterError(
             f"{caller}(X, y) needs X of shape (n, d) and y of shape (n,); got "
             f"{tuple(X.shape)} and {tuple(y.shape)}."
         )
     if len(X) == 0:
-        raise ValueError(f"{caller}(X, y) needs at least one sample; got X of shape (0, d).")
+        raise InvalidParameterError(
+            f"{caller}(X, y) needs at least one sample; got X of shape (0, d)."
+        )
     dtype = X.dtype if torch.is_floating_point(X) else torch.float64
     X, y = X.to(torch.float64), y.to(device=X.device, dtype=torch.float64)
     if not bool(torch.isfinite(y).all()):
-        raise ValueError(f"{caller}(X, y): y must be finite; found NaN or inf.")
+        raise InvalidParameterError(f"{caller}(X, y): y must be finite; found NaN or inf.")
     return X, y, dtype
 
 
@@ -94,7 +97,7 @@ def _normal_equations(
     n = X.shape[0]
     G, c = gram(X), X.T @ y
     if not bool(torch.isfinite(G.diagonal()).all()):
-        raise ValueError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+        raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
     if fit_intercept:
         x_mean, y_mean = X.mean(0), y.mean()
         G = G - n * torch.outer(x_mean, x_mean)
@@ -154,7 +157,7 @@ def _ridge(
                 w = torch.cholesky_solve(c[:, None], L)[:, 0]
                 return _finish(w, x_mean, y_mean, fit_intercept, 0, dtype)
     elif not bool(torch.isfinite(X).all()):
-        raise ValueError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+        raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
     x_mean = X.mean(0) if fit_intercept else X.new_zeros(d)
     y_mean = y.mean() if fit_intercept else X.new_zeros(())
     if d > n and lam > 0:
@@ -200,7 +203,7 @@ def elastic_net(
     X, y, dtype = _check_xy(X, y, caller)
     if lam == 0:  # least squares: an exact answer without iterating
         if not bool(torch.isfinite(X).all()):
-            raise ValueError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+            raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
         return _ridge(X, y, 0.0, fit_intercept, dtype, caller)
     n, d = X.shape
     if n * d * d > WORKING_SET_MIN_WORK:  # the Gram matrix of the working set only
@@ -208,7 +211,7 @@ def elastic_net(
         y_mean = y.mean() if fit_intercept else X.new_zeros(())
         # a NaN or inf anywhere in X reaches its column's sum
         if not bool(torch.isfinite(x_mean if fit_intercept else X.sum(0)).all()):
-            raise ValueError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+            raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
         y_c = y - y_mean
         c = X.T @ y_c - x_mean * y_c.sum()  # X_cᵀy_c
         w, n_iter, converged = l1_working_set(X, y_c, x_mean, c, lam, lam * beta, max_iter)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from dlopt._validation import check_finite_number
+from dlopt.errors import InvalidParameterError
 from dlopt.regularize.linear import soft_threshold
 
 Selector = Literal["weights", "all"] | Callable[[str, nn.Parameter], bool]
@@ -37,7 +38,7 @@ def select_parameters(model: nn.Module, include: Selector = "weights") -> list[n
         return [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     if callable(include):
         return [p for name, p in model.named_parameters() if p.requires_grad and include(name, p)]
-    raise ValueError(
+    raise InvalidParameterError(
         f"penalty include=... must be 'weights', 'all' or a predicate; got {include!r}."
     )
 
@@ -48,7 +49,9 @@ class Penalty:
     def __init__(self, lam: float, include: Selector = "weights") -> None:
         self.lam = check_finite_number("lam", lam, caller=type(self).__name__)
         if self.lam < 0:
-            raise ValueError(f"{type(self).__name__}(lam=...) must be >= 0; got {lam!r}.")
+            raise InvalidParameterError(
+                f"{type(self).__name__}(lam=...) must be >= 0; got {lam!r}."
+            )
         self.include = include
         self._params: list[nn.Parameter] = []
         self._groups: list[dict[str, Any] | None] = []
@@ -147,7 +150,7 @@ class ElasticNet(Penalty):
         super().__init__(lam, include)
         self.beta = check_finite_number("beta", beta, caller="ElasticNet")
         if self.beta < 0:
-            raise ValueError(f"ElasticNet(beta=...) must be >= 0; got {beta!r}.")
+            raise InvalidParameterError(f"ElasticNet(beta=...) must be >= 0; got {beta!r}.")
         self.proximal = proximal
 
     def value(self) -> Tensor:
