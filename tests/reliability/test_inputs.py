@@ -117,6 +117,8 @@ def test_real_processes_and_python_O_behave_the_same(extra, tmp_path):
         ("[train]\nepochs = 1\nepochs = 2\n", "invalid TOML"),
         ('[model]\nactivation = "rellu"\n', "Did you mean 'relu'"),
         ('[optimizer]\nname = "adamm"\n', "optimizer.name: unknown optimizer"),
+        ("# only a comment\n", "holds no settings"),
+        ("", "holds no settings"),
     ],
 )
 def test_config_semantics_are_checked(tmp_path, text, needle):

@@ -202,6 +202,12 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"invalid TOML: {message}", source=path, where=where) from None
     except RecursionError:
         raise ConfigError("invalid TOML: nested too deeply", source=path) from None
+    if not data:  # an empty or truncated file, or the wrong one: not a request for defaults
+        raise ConfigError(
+            'holds no settings (empty or only comments); a config names at least its data, '
+            'e.g. [data] name = "digits" (see examples/)',
+            source=path,
+        )
     return _files_beside(parse_config(data, source=str(path)), path.parent)
 
 
