@@ -18,7 +18,7 @@ import optuna
 import pytest
 
 from dlopt.search import Float, grid, search
-from dlopt.search._claim import ENTRY, PLAN
+from dlopt.search._claim import PLAN, entry_of
 from dlopt.search._storage import database_url
 
 SPACE = {"x": Float(0.0, 1.0), "y": Float(0.0, 1.0)}
@@ -86,13 +86,13 @@ def alive(pid):
 
 def assert_each_entry_settled_once(study, n):
     trials = study.get_trials()
-    settled = [t.user_attrs[ENTRY] for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    settled = [entry_of(t) for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert sorted(settled) == list(range(n)), "every planned trial exactly once"
     assert not [t for t in trials if t.state.name == "RUNNING"], "none left running"
     plan = study.user_attrs[PLAN]
     for t in trials:
         if t.state.name == "COMPLETE":
-            assert t.params == pytest.approx(plan[t.user_attrs[ENTRY]])
+            assert t.params == pytest.approx(plan[entry_of(t)])
     return trials
 
 
@@ -135,14 +135,14 @@ def kill_one_mid_trial(launch, url, name, after, strategy="coarse-to-fine"):
             break
     for p in processes.values():
         finished_ok(p)
-    return load(url, name), running[0].user_attrs[ENTRY]
+    return load(url, name), entry_of(running[0])
 
 
 def check_killed_run(study, entry):
     trials = assert_each_entry_settled_once(study, 9)
     failed = [t for t in trials if t.state.name == "FAIL"]
-    assert [t.user_attrs[ENTRY] for t in failed] == [entry]  # the killed trial, and only it
-    retried = [t for t in trials if t.user_attrs[ENTRY] == entry]
+    assert [entry_of(t) for t in failed] == [entry]  # the killed trial, and only it
+    retried = [t for t in trials if entry_of(t) == entry]
     assert [t.state.name for t in retried] == ["FAIL", "COMPLETE"]
     assert len(trials) == 10
 

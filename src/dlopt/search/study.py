@@ -30,6 +30,7 @@ import optuna
 from dlopt._processes import die_with_parent
 from dlopt._validation import check_choice, check_positive_int
 from dlopt.search._claim import ClaimLock, Planned, RoundMaker, run_plan
+from dlopt.search._heartbeat import grace_period
 from dlopt.search._storage import database_url
 from dlopt.search.space import Float, Int, Param, Space, check_space, grid, sample
 
@@ -74,7 +75,7 @@ def search(
     Any number of processes (`workers`, or ``search`` calls on other machines) may run one
     study: each planned configuration runs once. A trial whose process stops sending a
     heartbeat every `heartbeat_interval` seconds (a SQLite or database storage) is failed
-    after three intervals, and run again.
+    after three intervals and five seconds, and run again.
 
     >>> from dlopt.search import Float
     >>> result = search(lambda p: (p["x"] - 0.3) ** 2, {"x": Float(0, 1)}, n_trials=30)
@@ -166,7 +167,7 @@ class StudySpec:
                     database_url(self.storage),
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=self.heartbeat_interval,
-                    grace_period=3 * self.heartbeat_interval,  # then a silent trial fails
+                    grace_period=grace_period(self.heartbeat_interval),  # then it fails
                 )
             except sqlalchemy.exc.DBAPIError:
                 # processes starting at once on a new database race to create its tables;
