@@ -7,9 +7,11 @@
 overhead: a trivial objective (two floats, no work), `search(strategy="random")` against
 ``optuna.create_study(sampler=RandomSampler(seed)) + optimize`` on the same storage; each
 side in its own process (wall time of the search; tracemalloc's peak of Python memory during
-it); "optuna-heartbeat" is raw Optuna on the heartbeat storage dlopt uses. throughput: N processes each calling `search()` on one study of tiny training runs
-(digits, an MLP, 2 epochs); trials per second from the first trial's start to the last one's
-end.
+it); "optuna-heartbeat" is raw Optuna with Optuna's own heartbeat (interval 10 s). With
+``--repeat R`` the three run R times, interleaved, and the ratio is of the medians.
+
+throughput: N processes each calling `search()` on one study of tiny training runs (digits,
+an MLP, 2 epochs); trials per second from the first trial's start to the last one's end.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -124,30 +127,35 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--impl", default="dlopt")
     parser.add_argument("--name", default="")
+    parser.add_argument("--repeat", type=int, default=1, help="overhead: interleaved rounds")
     args = parser.parse_args()
     if args.mode == "one":
         print(json.dumps(_one(args.impl, args.storage, args.trials)))
     elif args.mode == "worker":
         _worker(args.storage, args.name, args.trials)
     elif args.mode == "overhead":
-        rows = {}
-        for impl in ("optuna", "optuna-heartbeat", "dlopt"):
-            command = [
-                sys.executable,
-                __file__,
-                "one",
-                "--impl",
-                impl,
-                "--storage",
-                args.storage,
-                "--trials",
-                str(args.trials),
-            ]
-            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            rows[impl] = json.loads(out.strip().splitlines()[-1])
-            print(impl, rows[impl], flush=True)
+        impls = ("optuna", "optuna-heartbeat", "dlopt")
+        rows: dict[str, list[dict[str, float]]] = {impl: [] for impl in impls}
+        for r in range(args.repeat):  # interleaved, the order reversed every other round
+            for impl in impls if r % 2 == 0 else impls[::-1]:
+                command = [
+                    sys.executable,
+                    __file__,
+                    "one",
+                    "--impl",
+                    impl,
+                    "--storage",
+                    args.storage,
+                    "--trials",
+                    str(args.trials),
+                ]
+                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                rows[impl].append(json.loads(out.strip().splitlines()[-1]))
+                print(impl, rows[impl][-1], flush=True)
         for key in ("seconds", "peak_mib"):
-            print(f"dlopt / optuna {key}: {rows['dlopt'][key] / rows['optuna'][key]:.2f}x")
+            ours = statistics.median(row[key] for row in rows["dlopt"])
+            theirs = statistics.median(row[key] for row in rows["optuna"])
+            print(f"dlopt / optuna {key} (medians of {args.repeat}): {ours / theirs:.2f}x")
     else:
         base = None
         for n in args.processes:

@@ -15,7 +15,6 @@ at a time: the next round is written, once, when every entry of the earlier ones
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 import time
 import warnings
@@ -26,6 +25,7 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
+from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
 
 from dlopt.search._heartbeat import Heartbeat, StaleTrials
@@ -187,20 +187,20 @@ def _run(
     study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], float]
 ) -> None:
     """`study.optimize`'s trial: PRUNED on TrialPruned, FAIL (and raised) on an error, FAIL for
-    a NaN; a trial failed meanwhile as stale by another process stays failed."""
+    a NaN; a trial failed meanwhile as stale by another process stays failed. Told as
+    `optimize` tells (``study.tell`` would read the trial back once more, to return it)."""
     with Heartbeat(study, trial._trial_id):
         try:
-            value = objective(trial)
+            value: float | None = objective(trial)
+            state = None
         except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-            return
+            value, state = None, TrialState.PRUNED
         except (Exception, KeyboardInterrupt):
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            _tell_with_warning(
+                study, trial, None, TrialState.FAIL, skip_if_finished=True, suppress_warning=True
+            )
             raise
-    if math.isnan(value):
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-    else:
-        study.tell(trial, value, skip_if_finished=True)
+    _tell_with_warning(study, trial, value, state, skip_if_finished=True, suppress_warning=True)
 
 
 def entry_of(trial: FrozenTrial) -> int:

@@ -107,13 +107,14 @@ def search(
         run_plan(study, wrapped, sizes, make_round, ClaimLock(storage, study_name))
     else:
         _fork_workers(spec, wrapped, sizes, make_round, workers)
-    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not finished:
+    trials = study.get_trials(deepcopy=False)  # one read; best_* would read them again
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
         raise RuntimeError("search: no trial completed (all failed or were pruned).")
+    best = study.best_trial
     return SearchResult(
-        dict(study.best_params),
-        float(study.best_value),
-        [(dict(t.params), t.value, t.state.name) for t in study.trials],
+        dict(best.params),
+        float(best.value),  # type: ignore[arg-type]
+        [(dict(t.params), t.value, t.state.name) for t in trials],
         study,
     )
 
