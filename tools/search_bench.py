@@ -8,7 +8,8 @@ overhead: a trivial objective (two floats, no work), `search(strategy="random")`
 ``optuna.create_study(sampler=RandomSampler(seed)) + optimize`` on the same storage; each
 side in its own process (wall time of the search; tracemalloc's peak of Python memory during
 it); "optuna-heartbeat" is raw Optuna with Optuna's own heartbeat (interval 10 s). With
-``--repeat R`` the three run R times, interleaved, and the ratio is of the medians.
+``--repeat R`` the three run R times, interleaved, and the ratio is of the medians. Each row
+also counts the SQL statements per trial by kind (select, insert, update, ...) and commits.
 
 throughput: N processes each calling `search()` on one study of tiny training runs (digits,
 an MLP, 2 epochs); trials per second from the first trial's start to the last one's end.
@@ -35,6 +36,7 @@ def _one(impl: str, storage: str, trials: int) -> dict[str, float]:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     name = f"bench-{impl}-{uuid.uuid4().hex[:8]}"
+    statements = _count_statements()
     tracemalloc.start()
     start = time.perf_counter()
     if impl == "dlopt":
@@ -55,7 +57,33 @@ def _one(impl: str, storage: str, trials: int) -> dict[str, float]:
         )
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
-    return {"seconds": seconds, "ms_per_trial": 1000 * seconds / trials, "peak_mib": peak / 2**20}
+    counted = {f"{kind}_per_trial": n / trials for kind, n in sorted(statements.items())}
+    return {
+        "seconds": seconds,
+        "ms_per_trial": 1000 * seconds / trials,
+        "peak_mib": peak / 2**20,
+        **counted,
+    }
+
+
+def _count_statements() -> dict[str, int]:
+    """SQL statements sent from here on, by their first word (SELECT, INSERT, UPDATE, ...),
+    and commits: the writes and round trips a trial costs, whatever the machine's load."""
+    import collections
+
+    import sqlalchemy
+
+    counts: collections.Counter[str] = collections.Counter()
+
+    def statement(conn, cursor, text, *args) -> None:  # type: ignore[no-untyped-def]
+        counts[text.split(None, 1)[0].lower()] += 1
+
+    def commit(conn) -> None:  # type: ignore[no-untyped-def]
+        counts["commit"] += 1
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", statement)
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "commit", commit)
+    return counts
 
 
 def _tiny_training(params: dict) -> float:
