@@ -28,7 +28,7 @@ needs_postgres = pytest.mark.skipif(
 )
 
 # one search process: a trivial objective that takes `delay` seconds and records its pid; with
-# hold >= 0, the first trial (of any process) to start once `hold` trials have finished writes
+# hold >= 0, trial number `hold` (plan entry `hold`, whichever process runs it) writes
 # "pid number" to `marker` and waits there to be SIGKILLed
 WORKER = """
 import os, sys, time
@@ -36,8 +36,7 @@ from dlopt.search import Float, search
 url, name, strategy, delay, workers, hold, marker = sys.argv[1:8]
 def objective(params, trial):
     trial.set_user_attr("pid", os.getpid())
-    finished = sum(t.state.is_finished() for t in trial.study.get_trials(deepcopy=False))
-    if 0 <= int(hold) <= finished:
+    if trial.number == int(hold):
         draft = f"{marker}.{os.getpid()}"
         with open(draft, "w") as f:
             f.write(f"{os.getpid()} {trial.number}")
@@ -123,13 +122,13 @@ def test_three_processes_run_each_grid_point_once(tmp_path, launch, kind):
 
 
 def kill_one_mid_trial(launch, tmp_path, url, name, after, strategy="coarse-to-fine"):
-    """Three processes; the first trial to start once `after` trials have finished waits, and
-    its process is SIGKILLed there. Returns the study when the two others have finished it, and
+    """Three processes; the trial of plan entry `after` waits, and its process is SIGKILLed
+    there (a round barrier lets no trial start at an arbitrary count of finished ones). Returns the study when the two others have finished it, and
     the killed trial's entry."""
     processes = {p.pid: p for p in (launch(url, name, strategy, 0.2, hold=after) for _ in range(3))}
     marker, deadline = tmp_path / f"held-{name}", time.monotonic() + 90
     while not marker.exists():  # wait on the state (a trial inside the objective), not on time
-        assert time.monotonic() < deadline, "no trial started after the others finished"
+        assert time.monotonic() < deadline, f"trial {after} did not start"
         assert all(p.poll() is None for p in processes.values()), "a process ended early"
         time.sleep(0.05)
     pid, number = map(int, marker.read_text().split())
