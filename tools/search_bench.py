@@ -7,9 +7,12 @@
 overhead: a trivial objective (two floats, no work), `search(strategy="random")` against
 ``optuna.create_study(sampler=RandomSampler(seed)) + optimize`` on the same storage; each
 side in its own process (wall time of the search; tracemalloc's peak of Python memory during
-it); "optuna-heartbeat" is raw Optuna on the heartbeat storage dlopt uses. throughput: N processes each calling `search()` on one study of tiny training runs
-(digits, an MLP, 2 epochs); trials per second from the first trial's start to the last one's
-end.
+it); "optuna-heartbeat" is raw Optuna with Optuna's own heartbeat (interval 10 s). With
+``--repeat R`` the three run R times, interleaved, and the ratio is of the medians. Each row
+also counts the SQL statements per trial by kind (select, insert, update, ...) and commits.
+
+throughput: N processes each calling `search()` on one study of tiny training runs (digits,
+an MLP, 2 epochs); trials per second from the first trial's start to the last one's end.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +36,7 @@ def _one(impl: str, storage: str, trials: int) -> dict[str, float]:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     name = f"bench-{impl}-{uuid.uuid4().hex[:8]}"
+    statements = _count_statements()
     tracemalloc.start()
     start = time.perf_counter()
     if impl == "dlopt":
@@ -52,7 +57,33 @@ def _one(impl: str, storage: str, trials: int) -> dict[str, float]:
         )
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
-    return {"seconds": seconds, "ms_per_trial": 1000 * seconds / trials, "peak_mib": peak / 2**20}
+    counted = {f"{kind}_per_trial": n / trials for kind, n in sorted(statements.items())}
+    return {
+        "seconds": seconds,
+        "ms_per_trial": 1000 * seconds / trials,
+        "peak_mib": peak / 2**20,
+        **counted,
+    }
+
+
+def _count_statements() -> dict[str, int]:
+    """SQL statements sent from here on, by their first word (SELECT, INSERT, UPDATE, ...),
+    and commits: the writes and round trips a trial costs, whatever the machine's load."""
+    import collections
+
+    import sqlalchemy
+
+    counts: collections.Counter[str] = collections.Counter()
+
+    def statement(conn, cursor, text, *args) -> None:  # type: ignore[no-untyped-def]
+        counts[text.split(None, 1)[0].lower()] += 1
+
+    def commit(conn) -> None:  # type: ignore[no-untyped-def]
+        counts["commit"] += 1
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", statement)
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "commit", commit)
+    return counts
 
 
 def _tiny_training(params: dict) -> float:
@@ -124,30 +155,35 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--impl", default="dlopt")
     parser.add_argument("--name", default="")
+    parser.add_argument("--repeat", type=int, default=1, help="overhead: interleaved rounds")
     args = parser.parse_args()
     if args.mode == "one":
         print(json.dumps(_one(args.impl, args.storage, args.trials)))
     elif args.mode == "worker":
         _worker(args.storage, args.name, args.trials)
     elif args.mode == "overhead":
-        rows = {}
-        for impl in ("optuna", "optuna-heartbeat", "dlopt"):
-            command = [
-                sys.executable,
-                __file__,
-                "one",
-                "--impl",
-                impl,
-                "--storage",
-                args.storage,
-                "--trials",
-                str(args.trials),
-            ]
-            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            rows[impl] = json.loads(out.strip().splitlines()[-1])
-            print(impl, rows[impl], flush=True)
+        impls = ("optuna", "optuna-heartbeat", "dlopt")
+        rows: dict[str, list[dict[str, float]]] = {impl: [] for impl in impls}
+        for r in range(args.repeat):  # interleaved, the order reversed every other round
+            for impl in impls if r % 2 == 0 else impls[::-1]:
+                command = [
+                    sys.executable,
+                    __file__,
+                    "one",
+                    "--impl",
+                    impl,
+                    "--storage",
+                    args.storage,
+                    "--trials",
+                    str(args.trials),
+                ]
+                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                rows[impl].append(json.loads(out.strip().splitlines()[-1]))
+                print(impl, rows[impl][-1], flush=True)
         for key in ("seconds", "peak_mib"):
-            print(f"dlopt / optuna {key}: {rows['dlopt'][key] / rows['optuna'][key]:.2f}x")
+            ours = statistics.median(row[key] for row in rows["dlopt"])
+            theirs = statistics.median(row[key] for row in rows["optuna"])
+            print(f"dlopt / optuna {key} (medians of {args.repeat}): {ours / theirs:.2f}x")
     else:
         base = None
         for n in args.processes:

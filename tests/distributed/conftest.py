@@ -14,7 +14,9 @@ def _everything(rank: int, world: int, folder: Path) -> dict[str, Any]:
     from . import test_data_parallel, test_second_order, test_torchrun
 
     return {
-        "data_parallel": test_data_parallel.on_each_rank(rank, world),
+        "data_parallel": test_data_parallel.on_each_rank(
+            rank, world, folder.parent / "data-parallel"
+        ),
         "second_order": test_second_order.on_each_rank(rank, world),
         "torchrun": test_torchrun.on_each_rank(rank, world, folder),
     }

@@ -77,12 +77,49 @@ def _fit(
     }
 
 
+def _fit_dropout(epochs: int, folder, resume: bool = False) -> dict[str, Any]:
+    """A dropout MLP: the first batch's dropout mask on this rank, and the final weights."""
+    import torch.distributed as dist
+
+    from dlopt.train import Checkpoint
+
+    torch.manual_seed(0)
+    X = torch.randn(128, 5, dtype=torch.float64)
+    y = (X[:, 0] > 0).long()
+    model = nn.Sequential(
+        nn.Linear(5, 32, dtype=f64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 2, dtype=f64)
+    )
+    masks: list[torch.Tensor] = []
+
+    def dropped(module: nn.Module, inputs: tuple[torch.Tensor], out: torch.Tensor) -> None:
+        if module.training:  # where dropout zeroed a unit that ReLU had let through
+            masks.append(torch.stack([out == 0, inputs[0] != 0]))
+
+    model[2].register_forward_hook(dropped)
+    writes = dist.get_rank() == 0 and not resume
+    trainer = Trainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        max_epochs=epochs,
+        batch_size=33,  # shards of 17 and 16: the ranks draw different amounts
+        seed=5,
+        callbacks=(Checkpoint(folder, save_best=False),) if writes else (),
+        distributed=DataParallel(),
+    )
+    trainer.fit((X, y), resume_from=folder / "checkpoint.pt" if resume else None)
+    dist.barrier()
+    return {"mask": masks[0], "weights": _flat(model)}
+
+
 def _flat(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
-def on_each_rank(rank: int, world: int) -> dict[str, Any]:
+def on_each_rank(rank: int, world: int, folder) -> dict[str, Any]:
     return {
+        "dropout": _fit_dropout(4, folder / "full"),
+        "dropout_half": _fit_dropout(2, folder / "half"),
+        "dropout_resumed": _fit_dropout(4, folder / "half", resume=True),
         "plain": _fit(True),
         "stop": _fit(True, (StopOnRank(1, 2),)),
         "early": _fit(True, (EarlyStopping("val_loss", patience=1, min_delta=10.0),)),
@@ -131,3 +168,17 @@ def test_sigterm_to_one_rank_stops_every_rank_at_one_step(ranks: list[dict[str, 
         (10, signal.SIGTERM)
     ] * 2
     assert torch.equal(ranks[0]["sigterm"]["weights"], ranks[1]["sigterm"]["weights"])
+
+
+def test_ranks_draw_their_own_dropout_and_resume_bit_identically(
+    ranks: list[dict[str, Any]],
+) -> None:
+    """Each rank's dropout masks are its own (seeded from seed, rank, epoch and batch), so a
+    resumed run draws what the uninterrupted one drew, on every rank."""
+    (zero0, live0), (zero1, live1) = (r["dropout"]["mask"][:, :16] for r in ranks)
+    both = live0 & live1
+    assert both.sum() > 100
+    assert not torch.equal(zero0[both], zero1[both]), "both ranks drew the same dropout mask"
+    for r, result in enumerate(ranks):
+        assert torch.equal(result["dropout_resumed"]["weights"], result["dropout"]["weights"]), r
+    assert torch.equal(ranks[0]["dropout"]["weights"], ranks[1]["dropout"]["weights"])

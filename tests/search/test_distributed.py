@@ -18,7 +18,7 @@ import optuna
 import pytest
 
 from dlopt.search import Float, grid, search
-from dlopt.search._claim import ENTRY, PLAN
+from dlopt.search._claim import PLAN, entry_of
 from dlopt.search._storage import database_url
 
 SPACE = {"x": Float(0.0, 1.0), "y": Float(0.0, 1.0)}
@@ -27,13 +27,24 @@ needs_postgres = pytest.mark.skipif(
     POSTGRES is None, reason="DLOPT_TEST_POSTGRES_URL is not set (.ci/run starts a server)"
 )
 
-# one search process: a trivial objective that takes `delay` seconds and records its pid
+# one search process: a trivial objective that takes `delay` seconds and records its pid; with
+# hold >= 0, trial number `hold` (plan entry `hold`, whichever process runs it) writes
+# "pid number" to `marker` and waits there to be SIGKILLed
 WORKER = """
 import os, sys, time
 from dlopt.search import Float, search
-url, name, strategy, delay, workers = sys.argv[1:6]
+url, name, strategy, delay, workers, hold, marker = sys.argv[1:8]
 def objective(params, trial):
     trial.set_user_attr("pid", os.getpid())
+    if trial.number == int(hold):
+        draft = f"{marker}.{os.getpid()}"
+        with open(draft, "w") as f:
+            f.write(f"{os.getpid()} {trial.number}")
+        try:
+            os.link(draft, marker)  # only the first one: the link exists afterwards
+            time.sleep(600)
+        except FileExistsError:
+            pass
     time.sleep(float(delay))
     return (params["x"] - 0.3) ** 2 + (params["y"] - 0.6) ** 2
 search(objective, {"x": Float(0.0, 1.0), "y": Float(0.0, 1.0)}, strategy=strategy,
@@ -51,9 +62,10 @@ def launch(tmp_path):
     """Start one search process; at the end of the test, every one started has ended."""
     started = []
 
-    def start(url, name, strategy, delay, workers=1):
+    def start(url, name, strategy, delay, workers=1, hold=-1):
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        args = [url, name, strategy, str(delay), str(workers)]
+        marker = tmp_path / f"held-{name}"
+        args = [url, name, strategy, str(delay), str(workers), str(hold), str(marker)]
         log = (tmp_path / f"stderr-{len(started)}.txt").open("w")
         process = subprocess.Popen([sys.executable, "-c", WORKER, *args], env=env, stderr=log)
         process.log = log.name
@@ -86,13 +98,13 @@ def alive(pid):
 
 def assert_each_entry_settled_once(study, n):
     trials = study.get_trials()
-    settled = [t.user_attrs[ENTRY] for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    settled = [entry_of(t) for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert sorted(settled) == list(range(n)), "every planned trial exactly once"
     assert not [t for t in trials if t.state.name == "RUNNING"], "none left running"
     plan = study.user_attrs[PLAN]
     for t in trials:
         if t.state.name == "COMPLETE":
-            assert t.params == pytest.approx(plan[t.user_attrs[ENTRY]])
+            assert t.params == pytest.approx(plan[entry_of(t)])
     return trials
 
 
@@ -109,40 +121,31 @@ def test_three_processes_run_each_grid_point_once(tmp_path, launch, kind):
     assert sorted((t.params["x"], t.params["y"]) for t in trials) == expected
 
 
-def kill_one_mid_trial(launch, url, name, after, strategy="coarse-to-fine"):
-    """Three processes; once `after` trials have finished, SIGKILL one that is inside a trial.
-    Returns the study when the two others have finished it, and the killed trial's entry."""
-    processes = {p.pid: p for p in (launch(url, name, strategy, 0.4) for _ in range(3))}
-    deadline, study = time.monotonic() + 90, None
-    while True:
-        assert time.monotonic() < deadline, "no process was caught inside a trial"
+def kill_one_mid_trial(launch, tmp_path, url, name, after, strategy="coarse-to-fine"):
+    """Three processes; the trial of plan entry `after` waits, and its process is SIGKILLed
+    there (a round barrier lets no trial start at an arbitrary count of finished ones). Returns the study when the two others have finished it, and
+    the killed trial's entry."""
+    processes = {p.pid: p for p in (launch(url, name, strategy, 0.2, hold=after) for _ in range(3))}
+    marker, deadline = tmp_path / f"held-{name}", time.monotonic() + 90
+    while not marker.exists():  # wait on the state (a trial inside the objective), not on time
+        assert time.monotonic() < deadline, f"trial {after} did not start"
+        assert all(p.poll() is None for p in processes.values()), "a process ended early"
         time.sleep(0.05)
-        try:
-            study = study or load(url, name)
-        except KeyError:  # not created yet
-            continue
-        trials = study.get_trials(deepcopy=False)
-        finished = sum(t.state.is_finished() for t in trials)
-        running = [
-            t
-            for t in trials
-            if t.state.name == "RUNNING" and processes.get(t.user_attrs.get("pid")) is not None
-        ]
-        if finished >= after and running:
-            victim = processes.pop(running[0].user_attrs["pid"])
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
-            break
+    pid, number = map(int, marker.read_text().split())
+    victim = processes.pop(pid)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
     for p in processes.values():
         finished_ok(p)
-    return load(url, name), running[0].user_attrs[ENTRY]
+    study = load(url, name)
+    return study, entry_of(study.trials[number])
 
 
 def check_killed_run(study, entry):
     trials = assert_each_entry_settled_once(study, 9)
     failed = [t for t in trials if t.state.name == "FAIL"]
-    assert [t.user_attrs[ENTRY] for t in failed] == [entry]  # the killed trial, and only it
-    retried = [t for t in trials if t.user_attrs[ENTRY] == entry]
+    assert [entry_of(t) for t in failed] == [entry]  # the killed trial, and only it
+    retried = [t for t in trials if entry_of(t) == entry]
     assert [t.state.name for t in retried] == ["FAIL", "COMPLETE"]
     assert len(trials) == 10
 
@@ -150,7 +153,7 @@ def check_killed_run(study, entry):
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=needs_postgres)])
 def test_a_process_killed_mid_trial_loses_nothing_and_its_trial_runs_again(tmp_path, launch, kind):
     url = storages(tmp_path)[kind]
-    study, entry = kill_one_mid_trial(launch, url, f"kill-{uuid.uuid4().hex[:8]}", after=3)
+    study, entry = kill_one_mid_trial(launch, tmp_path, url, f"kill-{uuid.uuid4().hex[:8]}", 3)
     check_killed_run(study, entry)
 
 
@@ -160,7 +163,8 @@ def test_kills_at_random_points(tmp_path, launch, kind):
     rng = random.Random(17)
     for point in sorted(rng.sample(range(1, 8), 5)):
         url = storages(tmp_path)[kind]
-        study, entry = kill_one_mid_trial(launch, url, f"kill{point}-{uuid.uuid4().hex[:8]}", point)
+        name = f"kill{point}-{uuid.uuid4().hex[:8]}"
+        study, entry = kill_one_mid_trial(launch, tmp_path, url, name, point)
         check_killed_run(study, entry)
 
 

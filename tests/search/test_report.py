@@ -9,7 +9,7 @@ import re
 import pytest
 
 from dlopt.search import Categorical, Float, search
-from dlopt.search._claim import ENTRY
+from dlopt.search._claim import entry_of
 from dlopt.search.report import write_report
 from dlopt.search.study import ROUNDS
 
@@ -32,7 +32,7 @@ def test_coarse_to_fine_records_each_rounds_space_and_its_trials_lie_inside():
     assert rounds[0]["space"]["x"] == {"low": 0.0, "high": 1.0, "log": False}
     starts = [0, 4, 8]
     for t in study.trials:  # every trial was drawn inside the range its round recorded
-        r = max(i for i, s in enumerate(starts) if t.user_attrs[ENTRY] >= s)
+        r = max(i for i, s in enumerate(starts) if entry_of(t) >= s)
         space = rounds[r]["space"]
         for name in ("x", "y"):
             assert space[name]["low"] <= t.params[name] <= space[name]["high"]

@@ -204,7 +204,7 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError("invalid TOML: nested too deeply", source=path) from None
     if not data:  # an empty or truncated file, or the wrong one: not a request for defaults
         raise ConfigError(
-            'holds no settings (empty or only comments); a config names at least its data, '
+            "holds no settings (empty or only comments); a config names at least its data, "
             'e.g. [data] name = "digits" (see examples/)',
             source=path,
         )

@@ -4,11 +4,12 @@ The plan — the list of configurations a search runs, in order — is written o
 study (its user attribute ``dlopt:plan``), under a lock that holds across processes and
 machines: an ``flock`` on the SQLite file, a PostgreSQL advisory lock (``GET_LOCK`` on MySQL).
 Under the same lock a process claims the first plan entry that no trial holds (none COMPLETE,
-PRUNED or RUNNING): it asks the study for a trial, tags it with the entry
-(``dlopt:entry``) and lets the lock go as the objective starts. A trial of a worker that died
-stops sending heartbeats; after the grace period it is failed, and its entry is claimed again.
-Coarse-to-fine plans grow one round at a time: the next round is written, once, when every
-entry of the earlier ones has settled.
+PRUNED or RUNNING) and asks the study for a trial: the storage numbers trials one after the
+other, so trial n runs entry n and nothing more is written, unless an earlier trial failed and
+its entry is claimed again — then the trial is tagged with its entry (``dlopt:entry``) before
+the lock goes. A trial of a worker that died stops sending heartbeats and is failed
+(`dlopt.search._heartbeat`); its entry is claimed again. Coarse-to-fine plans grow one round
+at a time: the next round is written, once, when every entry of the earlier ones has settled.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
+from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
+
+from dlopt.search._heartbeat import Heartbeat, StaleTrials
 
 PLAN, ENTRY = "dlopt:plan", "dlopt:entry"
 SETTLED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -147,14 +151,7 @@ def run_plan(
     in the objective propagates (its trial is recorded as failed)."""
     sampler = study.sampler
     assert isinstance(sampler, Planned)
-    total, plan = sum(sizes), _read_plan(study)
-    claimed: list[int] = []
-
-    def run(trial: optuna.Trial) -> float:
-        trial.set_user_attr(ENTRY, claimed[-1])  # seen by the others before the lock goes
-        lock.release()
-        return objective(trial)
-
+    total, plan, stale = sum(sizes), _read_plan(study), StaleTrials()
     while True:
         lock.acquire(study)
         try:
@@ -164,21 +161,61 @@ def run_plan(
             entry = _free_entry(trials, min(len(plan), total))
             if entry is None and len(plan) < total and _all_settled(trials, len(plan)):
                 plan = _extend(study, plan, sizes, make_round)
-                entry = _free_entry(study.get_trials(deepcopy=False), min(len(plan), total))
+                entry = _free_entry(trials, min(len(plan), total))
             if entry is None:
                 if len(plan) >= total and _all_settled(trials, total):
                     return
-                with warnings.catch_warnings():  # "fail_stale_trials is experimental"
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)  # a dead worker's entry frees
+                stale.fail(study, trials)  # a dead worker's entry frees
             else:
-                claimed.append(entry)
                 sampler.fixed = plan[entry]
-                study.optimize(run, n_trials=1, callbacks=list(callbacks))
+                trial = _ask(study)
+                if trial.number != entry:  # a retry, or an entry after one: tag it
+                    trial.set_user_attr(ENTRY, entry)
+                lock.release()  # the others see the trial (and its tag) from here on
+                _run(study, trial, objective, callbacks)
                 continue
         finally:
             lock.release()
         time.sleep(POLL_S)
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    with warnings.catch_warnings():  # the heartbeat is ours (Heartbeat), not optimize's
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
+        return study.ask()
+
+
+def _run(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    objective: Callable[[optuna.Trial], float],
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+) -> None:
+    """`study.optimize`'s trial: PRUNED on TrialPruned, FAIL (and raised) on an error, FAIL for
+    a NaN; a trial failed meanwhile as stale by another process stays failed. Told as
+    `optimize` tells (``study.tell`` would read the trial back once more, to return it), and
+    then `callbacks` are called with the finished trial, as ``optimize(callbacks=)`` does."""
+    with Heartbeat(study, trial._trial_id):
+        try:
+            value: float | None = objective(trial)
+            state = None
+        except optuna.TrialPruned:
+            value, state = None, TrialState.PRUNED
+        except (Exception, KeyboardInterrupt):
+            _tell_with_warning(
+                study, trial, None, TrialState.FAIL, skip_if_finished=True, suppress_warning=True
+            )
+            raise
+    _tell_with_warning(study, trial, value, state, skip_if_finished=True, suppress_warning=True)
+    if callbacks:  # the finished trial read back only for them, as optimize() does
+        finished = study._storage.get_trial(trial._trial_id)
+        for callback in callbacks:
+            callback(study, finished)
+
+
+def entry_of(trial: FrozenTrial) -> int:
+    """The plan entry a trial runs: its number, unless it is tagged with another one."""
+    return int(trial.user_attrs.get(ENTRY, trial.number))
 
 
 def _read_plan(study: optuna.Study) -> list[Config]:
@@ -186,7 +223,7 @@ def _read_plan(study: optuna.Study) -> list[Config]:
 
 
 def _entries(trials: Sequence[FrozenTrial], states: Sequence[TrialState]) -> set[int]:
-    return {t.user_attrs[ENTRY] for t in trials if t.state in states and ENTRY in t.user_attrs}
+    return {entry_of(t) for t in trials if t.state in states}
 
 
 def _free_entry(trials: Sequence[FrozenTrial], n: int) -> int | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from dlopt.errors import InvalidParameterError
+
 DRIVERS = {"psycopg2": "psycopg2", "psycopg": "psycopg"}  # SQLAlchemy dialect: module
 CONNECT_TIMEOUT_S = 5
 
@@ -26,7 +28,7 @@ def database_url(url: str) -> str:
     if driver:
         wanted = DRIVERS.get(driver, driver)
         if importlib.util.find_spec(wanted) is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"names the PostgreSQL driver {driver!r}, which is not installed; "
                 "pip install 'dlopt[distributed]' (psycopg2) or name the one you have"
             )
@@ -34,7 +36,7 @@ def database_url(url: str) -> str:
     for dialect, module in DRIVERS.items():
         if importlib.util.find_spec(module) is not None:
             return f"postgresql+{dialect}://{rest}"
-    raise ValueError(
+    raise InvalidParameterError(
         "needs a PostgreSQL driver and none is installed: pip install 'dlopt[distributed]'"
     )
 
@@ -57,7 +59,7 @@ def check_reachable(url: str) -> None:
             pass
     except sqlalchemy.exc.SQLAlchemyError as error:
         reason = str(getattr(error, "orig", error) or error).strip().splitlines()
-        raise ValueError(
+        raise InvalidParameterError(
             f"cannot reach the database server ({reason[0] if reason else type(error).__name__})"
         ) from None
     finally:

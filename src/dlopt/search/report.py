@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dlopt._io import write_text_atomic
-from dlopt.search._claim import ENTRY
+from dlopt.search._claim import entry_of
 from dlopt.search.study import ROUNDS
 
 RUN_FOLDER = "run_folder"  # the user attribute that names a trial's run folder
@@ -122,9 +122,7 @@ def _rounds(study: optuna.Study, rounds: list[dict[str, Any]]) -> Any:
     names = list(rounds[0]["space"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 0.8, 3.4), squeeze=False)
     settled = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if ENTRY in t.user_attrs
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     ]
     values = [
         float(t.value) for t in settled if t.state == TrialState.COMPLETE and t.value is not None
@@ -143,7 +141,7 @@ def _rounds(study: optuna.Study, rounds: list[dict[str, Any]]) -> Any:
         for t in settled:
             if param not in t.params:
                 continue
-            r = max(i for i, s in enumerate(starts) if t.user_attrs[ENTRY] >= s)
+            r = max(i for i, s in enumerate(starts) if entry_of(t) >= s)
             v = t.params[param]
             y = choices.index(v) if choices is not None and v in choices else v
             if t.state == TrialState.PRUNED or t.value is None:  # its value: the last report

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlopt._validation import check_positive_int
+from dlopt.errors import InvalidParameterError
 
 
 @dataclass(frozen=True)
@@ -95,43 +96,45 @@ def check_space(space: Space, caller: str = "search") -> None:
     """Bounds in order, log scales positive, choices non-empty, conditions on an earlier
     categorical parameter and on values it can take."""
     if not space:
-        raise ValueError(f"{caller}(space=...) is empty: give at least one parameter.")
+        raise InvalidParameterError(f"{caller}(space=...) is empty: give at least one parameter.")
     seen: dict[str, Param] = {}
     for name, p in space.items():
         if isinstance(p, Float | Int):
             if not (math.isfinite(p.low) and math.isfinite(p.high) and p.low < p.high):
-                raise ValueError(
+                raise InvalidParameterError(
                     f"{caller}: {name} needs low < high, finite; got {p.low}, {p.high}."
                 )
             if p.log and p.low <= 0:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"{caller}: {name} is on a log scale, so low must be > 0; got {p.low}."
                 )
         elif isinstance(p, Categorical):
             if not p.choices:
-                raise ValueError(f"{caller}: {name} has no choices.")
+                raise InvalidParameterError(f"{caller}: {name} has no choices.")
             odd = [
                 c
                 for c in p.choices
                 if c is not None and not isinstance(c, bool | int | float | str)
             ]
             if odd:  # Optuna stores choices as JSON scalars
-                raise TypeError(
+                raise InvalidParameterError(
                     f"{caller}: {name}'s choices must be None, bool, int, float or str; got "
                     f"{odd[0]!r} (encode it, e.g. as a string)."
                 )
         else:
-            raise TypeError(f"{caller}: {name} must be Float, Int or Categorical; got {p!r}.")
+            raise InvalidParameterError(
+                f"{caller}: {name} must be Float, Int or Categorical; got {p!r}."
+            )
         if p.when is not None:
             parent, values = p.when
             if not isinstance(seen.get(parent), Categorical):
-                raise ValueError(
+                raise InvalidParameterError(
                     f"{caller}: {name} depends on {parent!r}, which must be a Categorical "
                     "parameter listed before it."
                 )
             missing = [v for v in values if v not in seen[parent].choices]  # type: ignore[union-attr]
             if missing:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"{caller}: {name} depends on {parent} = {missing}, not among its choices."
                 )
         seen[name] = p

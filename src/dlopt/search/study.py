@@ -29,7 +29,9 @@ import optuna
 
 from dlopt._processes import die_with_parent
 from dlopt._validation import check_choice, check_positive_int
+from dlopt.errors import InvalidParameterError
 from dlopt.search._claim import ClaimLock, Planned, RoundMaker, run_plan
+from dlopt.search._heartbeat import grace_period
 from dlopt.search._storage import database_url
 from dlopt.search.space import Float, Int, Param, Space, check_space, grid, sample
 
@@ -78,9 +80,9 @@ def search(
     Any number of processes (`workers`, or ``search`` calls on other machines) may run one
     study: each planned configuration runs once. A trial whose process stops sending a
     heartbeat every `heartbeat_interval` seconds (a SQLite or database storage) is failed
-    after three intervals, and run again. `metric_name` names the objective in the study
-    (what optuna-dashboard and ``trials_dataframe`` show); each of `callbacks` is called as
-    ``callback(study, frozen_trial)`` after every trial, as in ``optuna.Study.optimize``.
+    after three intervals and five seconds, and run again. `metric_name` names the objective
+    in the study (what optuna-dashboard and ``trials_dataframe`` show); each of `callbacks` is
+    called as ``callback(study, frozen_trial)`` after every trial, as in ``optuna.Study.optimize``.
 
     >>> from dlopt.search import Float
     >>> result = search(lambda p: (p["x"] - 0.3) ** 2, {"x": Float(0, 1)}, n_trials=30)
@@ -95,9 +97,9 @@ def search(
     check_positive_int("heartbeat_interval", heartbeat_interval, caller="search")
     check_space(space)
     if strategy == "manual" and not configs:
-        raise ValueError("search(strategy='manual') needs configs=[{...}, ...].")
+        raise InvalidParameterError("search(strategy='manual') needs configs=[{...}, ...].")
     if workers > 1 and storage is None:
-        raise ValueError(
+        raise InvalidParameterError(
             "search(workers=...) > 1 needs a storage the workers share, e.g. "
             "storage='sqlite:///study.db'."
         )
@@ -116,13 +118,14 @@ def search(
         run_plan(study, wrapped, sizes, make_round, ClaimLock(storage, study_name), callbacks)
     else:
         _fork_workers(spec, wrapped, sizes, make_round, workers, callbacks)
-    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not finished:
+    trials = study.get_trials(deepcopy=False)  # one read; best_* would read them again
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
         raise RuntimeError("search: no trial completed (all failed or were pruned).")
+    best = study.best_trial
     return SearchResult(
-        dict(study.best_params),
-        float(study.best_value),
-        [(dict(t.params), t.value, t.state.name) for t in study.trials],
+        dict(best.params),
+        float(best.value),  # type: ignore[arg-type]
+        [(dict(t.params), t.value, t.state.name) for t in trials],
         study,
     )
 
@@ -176,7 +179,7 @@ class StudySpec:
                     database_url(self.storage),
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=self.heartbeat_interval,
-                    grace_period=3 * self.heartbeat_interval,  # then a silent trial fails
+                    grace_period=grace_period(self.heartbeat_interval),  # then it fails
                 )
             except sqlalchemy.exc.DBAPIError:
                 # processes starting at once on a new database race to create its tables;

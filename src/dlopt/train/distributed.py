@@ -11,7 +11,8 @@ included. Closure-based optimizers skip DDP and go through
 Decisions are collective: the NaN guard's verdict and a pending SIGINT/SIGTERM travel in one
 tiny all-reduce per step (a signal to any rank stops every rank at the same step, with one
 checkpoint), and ``should_stop`` is all-reduced after every epoch (early stopping). The epoch's
-loss and accuracy are summed over the ranks. Only rank 0 writes files; see
+loss and accuracy are summed over the ranks. Each rank draws its own dropout/noise masks
+(:func:`rank_seed`) and augmentations (seeded with its rank). Only rank 0 writes files; see
 :func:`dlopt.lab.run.train_run`.
 """
 
@@ -19,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from dlopt.data.batching import Batches
+from dlopt.errors import InvalidParameterError
 from dlopt.optim.distributed import DistributedClosure, distributed_closure
 from dlopt.train.callbacks import Callback
+from dlopt.train.signals import catching
 
 if TYPE_CHECKING:
     from dlopt.train.trainer import Trainer
@@ -65,7 +66,7 @@ class ShardedBatches:
         world, n, size = owner.world_size, len(batches.X), batches.batch_size
         last = n - (len(batches) - 1) * size if not batches.drop_last else size
         if min(size, last) < world:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"training on {world} processes needs every batch to hold at least {world} "
                 f"samples (one per rank); got batch_size {size} and a last batch of {last} "
                 f"from {n} samples: raise [train] batch_size or use fewer processes."
@@ -76,10 +77,18 @@ class ShardedBatches:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         rank, world = self.owner.rank, self.owner.world_size
-        for xb, yb in self.batches.epoch(epoch, start):
+        for batch, (xb, yb) in enumerate(self.batches.epoch(epoch, start), start):
             index = torch.arange(len(yb), device=yb.device).tensor_split(world)[rank]
             self.owner.weight = len(index) / len(yb)
+            torch.manual_seed(rank_seed(self.owner.seed, rank, epoch, batch))
             yield xb[index[0] : index[-1] + 1], yb[index[0] : index[-1] + 1]
+
+
+def rank_seed(seed: int, rank: int, epoch: int, batch: int) -> int:
+    """The global RNG's seed for one rank's step: dropout and noise masks are each rank's own
+    and depend on nothing but the position in the run, so a resume draws them again exactly
+    (no per-rank generator state to checkpoint). They are not the single-process draws."""
+    return (((seed * 1_000_003 + epoch) * 1_000_033 + batch) * 1_009 + rank) % (1 << 63)
 
 
 class DataParallel(Callback):
@@ -106,6 +115,7 @@ class DataParallel(Callback):
         self.collectives = 0  # of its own (DDP's gradient buckets and closures' not counted)
         self._ddp: nn.Module | None = None
         self._pending: int | None = None  # a signal this rank received, not yet agreed
+        self.seed = 0  # the Trainer's, set when a fit starts (per-rank dropout seeds)
 
     # ----------------------------------------------------------------- Trainer hooks
     def shard(self, batches: Batches) -> ShardedBatches:
@@ -159,27 +169,17 @@ class DataParallel(Callback):
         trainer._loss_sum_host = 0.0
         trainer._seen = int(sums[2]) if keep else 0
 
-    @contextlib.contextmanager
-    def signals(self) -> Iterator[None]:
+    def signals(self) -> contextlib.AbstractContextManager[None]:
         """SIGINT/SIGTERM are noted and agreed at the next step (see :meth:`agree`); a second
         one ends the process at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+        return catching(self._note_signal)
 
-        def handler(signum: int, _frame: object) -> None:
-            self._pending = signum
-            signal.signal(signum, signal.SIG_DFL)
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
+    def _note_signal(self, signum: int) -> None:
+        self._pending = signum
 
     # ----------------------------------------------------------------- callback hooks
     def on_fit_start(self, trainer: Trainer) -> None:
+        self.seed = trainer.seed
         if self.rank != 0:  # a resumed run's partial sums are rank 0's (gathered before saving)
             trainer._reset_accumulators()
 

@@ -143,7 +143,10 @@ def augment_batch(trainer: Trainer, xb: Tensor) -> Tensor:
     generator = trainer._augment_generator
     if generator is None or generator.device != xb.device:  # one per run, reseeded below
         generator = trainer._augment_generator = torch.Generator(device=xb.device)
-    generator.manual_seed(trainer.seed * 1_000_003 + trainer.state.step)
+    rank = trainer.distributed.rank if trainer.distributed is not None else 0  # its own draws
+    generator.manual_seed(
+        (trainer.seed * 1_000_003 + trainer.state.step + (rank << 53)) % (1 << 64)
+    )
     out = trainer.augment(xb, generator)
     if not isinstance(out, Tensor) or out.shape != xb.shape:
         raise InvalidParameterError(
