@@ -280,9 +280,17 @@ def reproduce(
     from dlopt.experiments import run_experiments
 
     jobs = jobs if jobs is not None else max(1, min(4, os.cpu_count() or 1))
-    rows = run_experiments(
-        out, quick=quick, only=only or None, quiet=quiet, seed=seed, seeds=seeds, jobs=jobs
-    )
+    try:
+        rows = run_experiments(
+            out, quick=quick, only=only or None, quiet=quiet, seed=seed, seeds=seeds, jobs=jobs
+        )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the rows finished so far are in {out / 'index.html'}, marked "
+            "incomplete; run the same command again for the whole report",
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_SIGINT) from None
     counts = {
         v: sum(r.verdict == v for r in rows) for v in ("confirmed", "refuted", "inconclusive")
     }
@@ -336,7 +344,8 @@ def _run(args: list[str], debug: bool) -> int:
         code = app(args=args, prog_name="dlopt", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort:  # Ctrl-C where no command said more
+        print("interrupted", file=sys.stderr)
         return EXIT_SIGINT
     except TyperException as exc:  # usage errors: bad option, missing argument, bad value
         print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)

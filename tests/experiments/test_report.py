@@ -141,6 +141,25 @@ def test_interrupt_writes_a_partial_report_marked_incomplete(tmp_path, monkeypat
     assert "INCOMPLETE" in (tmp_path / "index.html").read_text()
 
 
+def test_ctrl_c_in_the_cli_says_where_the_partial_report_is_and_exits_130(
+    tmp_path, monkeypatch, capsys
+):
+    from dlopt.cli import main
+
+    def measure(ctx):
+        raise KeyboardInterrupt
+
+    claim = Claim("Z3", "stops", "a value", 0.0)
+    monkeypatch.setitem(
+        EXPERIMENTS, "Z3", Experiment("Z3", "stops", (claim,), measure, ("digits",), True)
+    )
+    out = tmp_path / "report"
+    assert main(["reproduce", "--only", "Z3", "--out", str(out), "--quiet", "--jobs", "1"]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: the rows finished so far are in {out / 'index.html'}" in err
+    assert "INCOMPLETE" in (out / "index.html").read_text()
+
+
 def test_workers_die_with_a_sigkilled_reproduce(tmp_path):
     """No orphans: SIGKILL of `dlopt reproduce --jobs 2` ends its worker processes too."""
     import os

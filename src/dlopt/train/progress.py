@@ -27,6 +27,7 @@ log = logging.getLogger("dlopt.train")
 
 _SHOW = contextvars.ContextVar("dlopt_trainer_progress", default=True)
 REFRESH_S = 0.25  # the bar's refresh within an epoch: a long epoch never looks frozen
+BAR_WIDTH = 24
 
 
 @contextlib.contextmanager
@@ -73,7 +74,7 @@ class ProgressBar(Callback):
 
         self._progress = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            BarColumn(),
+            BarColumn(bar_width=BAR_WIDTH),
             TimeRemainingColumn(),
             TextColumn("{task.description}"),
             console=Console(file=self._out()),
@@ -107,7 +108,7 @@ class ProgressBar(Callback):
             self._task,
             completed=per_epoch * state.epoch + state.batch,
             epoch=state.epoch + 1,
-            description=self._metrics_text(trainer, description),
+            description=self._fit(self._metrics_text(trainer, description)),
         )
 
     def on_epoch_end(self, trainer: Trainer) -> None:
@@ -121,7 +122,7 @@ class ProgressBar(Callback):
                 self._task,
                 completed=per_epoch * state.epoch,
                 epoch=state.epoch,
-                description=shown,
+                description=self._fit(shown),
             )
             return
         now = time.perf_counter()
@@ -147,6 +148,13 @@ class ProgressBar(Callback):
     # ------------------------------------------------------------------ text
     def _out(self) -> IO[str]:
         return self.stream if self.stream is not None else sys.stderr
+
+    def _fit(self, text: str) -> str:
+        """`text` cut to the terminal's width left beside the epoch, bar and ETA (the monitored
+        metric comes first), so a narrow terminal never loses the bar or the ETA."""
+        assert self._progress is not None
+        room = self._progress.console.width - (BAR_WIDTH + 24)
+        return text if len(text) <= room else text[: max(room - 1, 0)] + "…"
 
     @staticmethod
     def _metrics_text(trainer: Trainer, first: str) -> str:
