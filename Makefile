@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" --durations=20
 
 # Benchmark-only comparators (kornia, pytorch-minimize), never dependencies: --no-deps, so
 # they cannot pull another torch (or torchvision) into the environment.

@@ -73,10 +73,14 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("extra", [(), ("-O",)], ids=["python", "python-O"])
+@pytest.mark.parametrize(
+    "extra",
+    [pytest.param((), marks=pytest.mark.slow, id="python"), pytest.param(("-O",), id="python-O")],
+)
 def test_real_processes_and_python_O_behave_the_same(extra, tmp_path):
     """I1 in a real process, and I5: the checks do not vanish under `python -O` — one case of
-    each of the 8 kinds, all in one interpreter (each process start imports torch)."""
+    each of the 8 kinds, all in one interpreter (each process start imports torch). Real
+    processes without -O are the hostile corpus's (tests/reliability/test_hostile.py)."""
     chosen = [next(c for c in CASES if c.kind == kind) for kind in sorted({c.kind for c in CASES})]
     assert len(chosen) == 8
     argvs, names = [], []
