@@ -23,6 +23,17 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# a run that trains in about a second: 150 digits, one hidden layer of 16, Adam
+TINY_DIGITS = """
+[data]
+name = "digits"
+train_size = 150
+[model]
+hidden = [16]
+[optimizer]
+name = "adam"
+"""
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(

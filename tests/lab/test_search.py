@@ -10,20 +10,9 @@ import pytest
 
 from dlopt.cli import main
 
-from ..conftest import assert_one_error_line
+from ..conftest import TINY_DIGITS, assert_one_error_line
 
-BASE = """
-name = "tiny-search"
-[data]
-name = "digits"
-train_size = 150
-[model]
-hidden = [16]
-[optimizer]
-name = "adam"
-[train]
-epochs = 2
-"""
+BASE = 'name = "tiny-search"\n' + TINY_DIGITS + "[train]\nepochs = 2\n"
 
 
 def write(tmp_path, search: str):

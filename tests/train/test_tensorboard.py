@@ -9,21 +9,9 @@ import pytest
 
 from dlopt.cli import main
 
-from ..conftest import assert_one_error_line
+from ..conftest import TINY_DIGITS, assert_one_error_line
 
-CONFIG = """
-name = "tb"
-[data]
-name = "digits"
-train_size = 150
-[model]
-hidden = [16]
-[optimizer]
-name = "adam"
-[train]
-epochs = 3
-tensorboard = "tb"
-"""
+CONFIG = 'name = "tb"\n' + TINY_DIGITS + '[train]\nepochs = 3\ntensorboard = "tb"\n'
 
 
 def test_train_writes_each_epochs_metrics_to_an_event_file(tmp_path):
