@@ -2,36 +2,44 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 from dlopt._io import write_bytes_atomic
+
+
+@functools.cache
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, imported at the first figure (not at start-up:
+    a command that refuses its input, or draws nothing, never pays for it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     write_bytes_atomic(path, buffer.getvalue())
     return Path(path)
 
 
 def colors(n: int) -> list[Any]:
     """`n` distinguishable colours (tab20 beyond the default ten)."""
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    cmap = pyplot().get_cmap("tab10" if n <= 10 else "tab20")
     return [cmap(i % cmap.N) for i in range(n)]
 
 
 def figure(ncols: int = 1, *, width: float = 5.0, height: float = 3.6) -> tuple[Any, Any]:
-    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    fig, axes = pyplot().subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
     return fig, axes[0]
 
 

@@ -1,4 +1,6 @@
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,11 +23,22 @@ from dlopt.errors import DataError
 def test_sklearn_sets_equal_the_source(name, loader, task):
     data, bunch = load_bundled(name), loader()
     assert data.task == task
-    np.testing.assert_allclose(data.X.numpy(), bunch.data.astype(np.float32))
-    np.testing.assert_allclose(data.y.numpy(), bunch.target.astype(data.y.numpy().dtype))
+    np.testing.assert_array_equal(data.X.numpy(), bunch.data.astype(np.float32))
+    np.testing.assert_array_equal(data.y.numpy(), bunch.target.astype(data.y.numpy().dtype))
     if task == "classification":
         assert data.n_classes == len(np.unique(bunch.target))
         assert data.y.dtype == torch.int64
+        assert data.class_names == tuple(str(n) for n in bunch.target_names)
+
+
+def test_the_classification_sets_load_without_importing_sklearn():
+    code = (
+        "import sys; from dlopt.data import load_bundled\n"
+        "for name in ('digits', 'breast_cancer', 'wine'): load_bundled(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'matplotlib')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_mnist1d_is_generated_offline_cached_and_keeps_global_rngs(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 from dlopt.cli import main
 from dlopt.data import load_bundled
 from dlopt.errors import ConfigError
-from dlopt.lab.build import build_augment
+from dlopt.lab.build import OPTIMIZERS, build_augment
 from dlopt.lab.config import parse_config
 
 from ..conftest import assert_one_error_line
@@ -161,3 +161,42 @@ def test_threads_out_of_range_is_one_line(tmp_path, capsys):
     assert "train.threads" in capsys.readouterr().err
     assert main(["--threads", "0", "train", str(path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_expected_groups_are_what_the_built_optimizer_holds(name):
+    import torch
+
+    from dlopt.lab.build import build_optimizer, expected_groups
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    decay = {"weight_decay": 0.1} if "weight_decay" in OPTIMIZERS[name].options else {}
+    config = parse_config({"optimizer": {"name": name, "lr": 0.03, **decay}})
+    expected = expected_groups(config.optimizer, model)
+    built = build_optimizer(config.optimizer, model).param_groups
+    assert len(expected) == len(built)
+    for ours, theirs in zip(expected, built, strict=True):
+        assert ours["lr"] == 0.03 and set(ours) > {"lr"}
+        assert {k: theirs[k] for k in ours} == ours
+
+
+def test_a_bad_checkpoint_is_refused_before_the_optimizer_is_built(tmp_path, monkeypatch):
+    import dlopt.lab.run as lab_run
+    from dlopt.errors import CheckpointError
+    from dlopt.lab import train_run
+    from dlopt.train import load_checkpoint, save_checkpoint
+
+    config = parse_config({"data": {"name": "digits", "train_size": 150}, "train": {"epochs": 1}})
+    train_run(config, tmp_path / "out", quiet=True)
+    path = tmp_path / "out" / "checkpoint.pt"
+    payload = load_checkpoint(path)[0]
+    payload["optimizer"]["param_groups"][0]["lr"] = "0.5"
+    save_checkpoint(payload, path, keep_previous=False)
+    (tmp_path / "out" / "checkpoint.prev.pt").unlink(missing_ok=True)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the optimizer was built before the checkpoint was checked")
+
+    monkeypatch.setattr(lab_run, "build_optimizer", never)
+    with pytest.raises(CheckpointError, match=r"holds optimizer lr = '0.5', not a finite number"):
+        train_run(config, tmp_path / "out", resume=True, quiet=True)

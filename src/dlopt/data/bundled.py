@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import os
 import random
 import zipfile
@@ -22,6 +24,39 @@ class BundledInfo:
     name: str
     description: str
     loader: Callable[[], Dataset]
+
+
+_SKLEARN_FILES = {
+    "digits": "digits.csv.gz",
+    "breast_cancer": "breast_cancer.csv",
+    "wine": "wine_data.csv",
+}
+
+
+def _sklearn_file(name: str) -> Callable[[], Dataset]:
+    """scikit-learn's own data file read as its `load_<name>` reads it, without importing
+    scikit-learn (about a second of start-up, which a refused resume or a short run would
+    otherwise pay): `digits.csv.gz` is rows of 64 pixels and the label; the others start with
+    a line ``n_samples,n_features,class names…``."""
+
+    def load() -> Dataset:
+        spec = importlib.util.find_spec("sklearn")  # locates the package, runs none of it
+        if spec is None or not spec.submodule_search_locations:
+            raise DataError("needs scikit-learn, which holds this data set", source=name)
+        path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / _SKLEARN_FILES[name]
+        if name == "digits":
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                table = np.loadtxt(f, delimiter=",")
+            X, y, names = table[:, :-1], table[:, -1].astype(int), [str(i) for i in range(10)]
+        else:
+            with path.open(encoding="utf-8") as f:
+                header = f.readline().strip().split(",")
+                table = np.loadtxt(f, delimiter=",", ndmin=2)
+            X, y, names = table[:, :-1], table[:, -1].astype(int), header[2:]
+        data = make_dataset(X, y, name=name, task="classification")
+        return Dataset(data.X, data.y, data.task, name, data.n_classes, tuple(names))
+
+    return load
 
 
 def _sklearn(name: str) -> Callable[[], Dataset]:
@@ -100,15 +135,17 @@ def polynomial(
 
 BUNDLED: dict[str, BundledInfo] = {
     "digits": BundledInfo(
-        "digits", "8×8 handwritten digits, 1797 × 64, 10 classes (scikit-learn)", _sklearn("digits")
+        "digits",
+        "8×8 handwritten digits, 1797 × 64, 10 classes (scikit-learn)",
+        _sklearn_file("digits"),
     ),
     "breast_cancer": BundledInfo(
         "breast_cancer",
         "Wisconsin breast cancer, 569 × 30, 2 classes (scikit-learn)",
-        _sklearn("breast_cancer"),
+        _sklearn_file("breast_cancer"),
     ),
     "wine": BundledInfo(
-        "wine", "wine cultivars, 178 × 13, 3 classes (scikit-learn)", _sklearn("wine")
+        "wine", "wine cultivars, 178 × 13, 3 classes (scikit-learn)", _sklearn_file("wine")
     ),
     "diabetes": BundledInfo(
         "diabetes",

@@ -107,6 +107,19 @@ def parameter_groups(model: nn.Module, config: OptimizerConfig) -> list[dict[str
     return groups
 
 
+def expected_groups(config: OptimizerConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """The numbers each of :func:`build_optimizer`'s groups will hold (lr and the numeric options
+    its builder reads), without building it: what a checkpoint's groups are checked against
+    before the optimizer exists (:func:`dlopt.train.resume.check_payload`)."""
+    options = ("lr", *OPTIMIZERS[config.name].options)
+    values = {k: getattr(config, k) for k in options}
+    numbers = {k: v for k, v in values.items() if isinstance(v, int | float)}
+    return [
+        numbers | {k: v for k, v in group.items() if k != "params"}
+        for group in parameter_groups(model, config)
+    ]
+
+
 def build_optimizer(config: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
     try:
         return OPTIMIZERS[config.name].make(parameter_groups(model, config), config)

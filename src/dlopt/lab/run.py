@@ -21,6 +21,7 @@ from dlopt.lab.build import (
     build_optimizer,
     build_penalties,
     build_scheduler,
+    expected_groups,
     image_shape,
     steps_per_epoch,
     trainer_options,
@@ -33,6 +34,7 @@ from dlopt.train.callbacks import Callback, EarlyStopping, History
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, previous_path
 from dlopt.train.distributed import DataParallel, init_process_group, world_from_env
 from dlopt.train.progress import ProgressBar
+from dlopt.train.resume import check_payload
 from dlopt.train.tensorboard import EXTRA_HINT, TensorBoard, tensorboard_available
 from dlopt.train.trainer import Trainer
 
@@ -148,6 +150,12 @@ def train_run(
         splits = Splits(resampled, splits.val, splits.test, splits.transform)
     device = _device(config.train.device)
     model = build_model(config, splits.train)
+    if resume:  # a bad checkpoint is refused before the optimizer is built (seconds of imports)
+        payload, used = load_checkpoint(checkpoint)
+        try:
+            check_payload(payload, model.state_dict(), expected_groups(config.optimizer, model))
+        except CheckpointError as exc:
+            raise CheckpointError(exc.reason, source=used) from None
     # several processes (torchrun): join the group; only rank 0 writes files (below)
     parallel, device, model = _parallel(config, device, model)
     rank0 = parallel is None or parallel.rank == 0

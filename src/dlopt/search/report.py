@@ -115,7 +115,9 @@ def _importances(
 def _rounds(study: optuna.Study, rounds: list[dict[str, Any]]) -> Any:
     """One panel per parameter: each round's range as a bar, its completed trials as dots
     coloured by their value (darker is better), its pruned ones as grey crosses."""
-    from dlopt._plots import plt  # matplotlib (Agg) only when a page is drawn
+    from dlopt._plots import pyplot
+
+    plt = pyplot()  # matplotlib (Agg) only when a page is drawn
 
     cmap = plt.get_cmap("viridis")
     starts = [sum(r["size"] for r in rounds[:i]) for i in range(len(rounds))]
@@ -164,7 +166,9 @@ def _rounds(study: optuna.Study, rounds: list[dict[str, Any]]) -> Any:
 def _png(draw: Callable[[], Any]) -> tuple[str, list[str]]:
     """The figure `draw` returns (an Axes, or an array of them), as base64 PNG, with the
     warnings Optuna gave while drawing it."""
-    from dlopt._plots import plt
+    from dlopt._plots import pyplot
+
+    plt = pyplot()
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

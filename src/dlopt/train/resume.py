@@ -6,9 +6,11 @@ says why in one line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -18,6 +20,7 @@ from torch import Tensor
 from dlopt.data.dataset import Dataset
 from dlopt.errors import CheckpointError
 from dlopt.train.checkpoint import FORMAT
+from dlopt.train.state import TrainState
 
 if TYPE_CHECKING:
     from dlopt.train.trainer import Trainer
@@ -77,9 +80,62 @@ def world_size(trainer: Trainer) -> int:
     return 1 if trainer.distributed is None else trainer.distributed.world_size
 
 
+@contextlib.contextmanager
+def _as_checkpoint_error() -> Iterator[None]:
+    """A payload of the wrong shape (a missing key, a list for a dict, …) as one CheckpointError
+    line naming the first problem."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"does not match this run: {reason}") from None
+
+
+def check_payload(
+    payload: Any, model_state: dict[str, Tensor], groups: list[dict[str, Any]]
+) -> None:
+    """The checks of :func:`restore_trainer` that need no optimizer, data or trainer: the
+    model's keys, shapes and finiteness, the groups' numbers (`groups`: what this run's
+    optimizer will hold, e.g. ``{"lr": 0.01, "weight_decay": 0.0}`` per group), the position,
+    the accumulators and the RNG states. The lab runs them before it builds the optimizer,
+    whose first construction imports ``torch._dynamo`` (seconds), so a bad checkpoint is
+    refused at once; restoring repeats them in full."""
+    with _as_checkpoint_error():
+        if not isinstance(payload, dict):
+            raise CheckpointError(f"holds a {type(payload).__name__}, not a dict")
+        check_model_matches(model_state, payload["model"])
+        check_finite(payload["model"])
+        check_groups(groups, payload["optimizer"])
+        state = TrainState()
+        state.load_dict(payload["state"])
+        _check_position(state, too_far=False)
+        acc = payload["accumulators"]
+        _check_accumulators(acc["loss_sum"], acc["correct"], int(acc["seen"]))
+        float(acc["loss_sum_host"])
+        rng = payload["rng"]["torch"]
+        ours = torch.get_rng_state()
+        if not isinstance(rng, Tensor) or rng.dtype != ours.dtype or rng.shape != ours.shape:
+            raise CheckpointError("holds a torch RNG state of the wrong kind; refused")
+
+
+def _check_position(s: TrainState, *, too_far: bool) -> None:
+    if min(s.epoch, s.batch, s.step) < 0 or too_far:
+        raise CheckpointError(
+            f"holds an impossible position (epoch {s.epoch}, batch {s.batch}, "
+            f"step {s.step}); refused"
+        )
+
+
+def _check_accumulators(loss_sum: Tensor, correct: Tensor, seen: int) -> None:
+    if loss_sum.numel() != 1 or correct.numel() != 1 or seen < 0:
+        raise CheckpointError("holds accumulators of the wrong shape or sign; refused")
+
+
 def restore_trainer(trainer: Trainer, payload: dict[str, Any]) -> None:
     """See :meth:`Trainer.load_state_dict`."""
-    try:
+    with _as_checkpoint_error():
         meta = payload["meta"]
         _check_meta(trainer, meta)
         check_model_matches(trainer.model.state_dict(), payload["model"])
@@ -103,11 +159,6 @@ def restore_trainer(trainer: Trainer, payload: dict[str, Any]) -> None:
         trainer.state.load_dict(payload["state"])
         _restore_accumulators(trainer, payload["accumulators"])
         set_rng_states(payload["rng"])
-    except CheckpointError:
-        raise
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"does not match this run: {reason}") from None
     if trainer.state.stop_reason:
         trainer.state.should_stop = True  # the saved run had already stopped for good
     if meta.get("threads") != torch.get_num_threads():
@@ -148,16 +199,10 @@ def _restore_accumulators(trainer: Trainer, acc: dict[str, Any]) -> None:
     trainer._loss_sum_host = float(acc["loss_sum_host"])
     trainer._seen = int(acc["seen"])
     s = trainer.state
-    if loss_sum.numel() != 1 or correct.numel() != 1 or trainer._seen < 0:
-        raise CheckpointError("holds accumulators of the wrong shape or sign; refused")
+    _check_accumulators(loss_sum, correct, trainer._seen)
     trainer._loss_sum, trainer._correct = loss_sum.reshape(()), correct.reshape(())
     sized = trainer._source is None or trainer._source.batches_per_epoch > 0
-    too_far = sized and s.batch > max(s.batches_per_epoch, 1)
-    if min(s.epoch, s.batch, s.step) < 0 or too_far:
-        raise CheckpointError(
-            f"holds an impossible position (epoch {s.epoch}, batch {s.batch}, "
-            f"step {s.step}); refused"
-        )
+    _check_position(s, too_far=sized and s.batch > max(s.batches_per_epoch, 1))
 
 
 def check_model_matches(ours: dict[str, Tensor], saved: Any) -> None:
