@@ -110,10 +110,10 @@ class NewtonCG(Method):
     r"""Truncated Newton (Hessian-free): solve Hδ = −g by conjugate gradient on Hv products.
 
     CG stops when ‖Hδ + g‖₁ ≤ η‖g‖₁, after `max_cg` products, at the radius Δ (below), or on
-    negative curvature pᵀHp ≤ 0. At the first product that gives the steepest-descent step scaled by the
-    curvature, (gᵀg/|gᵀHg|)·(−g); later, the last iterate z plus the direction of negative
-    curvature, signed to descend and of length |λ| = |pᵀHp|/‖p‖² (as Royer & Wright's
-    Newton-CG, 2018). scipy returns z alone, and near a saddle its steps creep: on Wood's
+    negative curvature pᵀHp ≤ 0. At the first product that gives the steepest-descent step
+    scaled by the curvature, (gᵀg/|gᵀHg|)·(−g); later, the last iterate z plus the direction
+    of negative curvature, signed to descend and of length |λ| = |pᵀHp|/‖p‖² (as Royer &
+    Wright's Newton-CG, 2018). scipy returns z alone, and near a saddle its steps creep: on Wood's
     function its Newton-CG stalls at the saddle (f ≈ 7.88), where this one goes on to the
     minimum in ~130 evaluations. H is never formed; each product reuses the gradient's graph.
 
