@@ -109,14 +109,44 @@ class Newton(Method):
 class NewtonCG(Method):
     r"""Truncated Newton (Hessian-free): solve Hδ = −g by conjugate gradient on Hv products.
 
-    CG stops when ‖Hδ + g‖₁ ≤ η‖g‖₁ with the forcing term η = min(0.5, √‖g‖₁) (Eisenstat–Walker,
-    in scipy's norms), after `max_cg` products, or on negative curvature pᵀHp ≤ 0. At the first
-    product that gives the steepest-descent step scaled by the curvature, (gᵀg/|gᵀHg|)·(−g);
-    later, the last iterate z plus the direction of negative curvature, signed to descend and of
-    length |λ| = |pᵀHp|/‖p‖² (as Royer & Wright's Newton-CG, 2018). scipy returns z alone, and
-    near a saddle its steps creep: on Wood's function its Newton-CG stalls at the saddle
-    (f ≈ 7.88), where this one goes on to the minimum in ~130 evaluations. H is never formed;
-    each product reuses the gradient's graph.
+    CG stops when ‖Hδ + g‖₁ ≤ η‖g‖₁, after `max_cg` products, at the radius Δ (below), or on
+    negative curvature pᵀHp ≤ 0. At the first product that gives the steepest-descent step
+    scaled by the curvature, (gᵀg/|gᵀHg|)·(−g); later, the last iterate z plus the direction
+    of negative curvature, signed to descend and of length |λ| = |pᵀHp|/‖p‖² (as Royer &
+    Wright's Newton-CG, 2018). scipy returns z alone, and near a saddle its steps creep: on Wood's
+    function its Newton-CG stalls at the saddle (f ≈ 7.88), where this one goes on to the
+    minimum in ~130 evaluations. H is never formed; each product reuses the gradient's graph.
+
+    The forcing term η is Eisenstat & Walker's choice 2 (1996), in scipy's ℓ₁ norms:
+
+    .. math:: η_k = \min\bigl(η_{max},\ \max(γ(‖g_k‖/‖g_{k−1}‖)^α,\ γη_{k−1}^α)\bigr),
+              \quad γ = 1,\ α = 1.5,\ η_{max} = 0.5,
+
+    the safeguard γη_{k−1}^α applying only while it exceeds 0.1, and η₀ = min(0.5, √‖g₀‖₁)
+    (scipy's and torchmin's rule at every step). While the gradient falls slowly — far from a
+    minimizer, where the quadratic model is poor — η stays large and CG stops early; once ‖g‖
+    falls fast η → 0 and the steps approach Newton steps (convergence of order α).
+
+    The step is bounded by a radius Δ, set from the line search as :class:`Newton`'s: Δ₀ = ∞;
+    a step it shortens sets Δ to the length taken, a bounded step it takes whole doubles Δ.
+    CG stops where its iterate would leave the ball (Steihaug 1983): z + τp with τ > 0 and
+    ‖z + τp‖ = Δ, which still decreases the model (it is convex along p up to CG's own step);
+    a negative-curvature step longer than Δ is shortened to Δ. On a network CG's iterate often
+    runs far along a direction of tiny curvature (‖δ‖ ~ 10³ where the steps taken are ~ 0.3),
+    and the line search then spent up to 8 evaluations cutting t = 1 down by tenfolds.
+
+    Measured (minimize(method="newton-cg"), tol 1e-5; evaluations/Hv products; before: η =
+    min(0.5, √‖g‖₁), no bound): MGH battery (43 problems) 2687/4747 → 2160/4132, all converged
+    (η alone: 2304/4120); the bench's 64-32-10 tanh MLP 21/87 → 16/53, its logistic
+    regression 9/49 → 8/61 (SciPy 11/94); the same MLP on raw digits pixels (1438 rows) from
+    w₀ = 0.1·N(0, 1), seeds 0/1/2, Hv 1371/1010/1501 → 529/466/759 (torchmin 1124/970/1171,
+    counted to ‖∇f‖∞ ≤ 1e-5; η alone 758/651/760), evaluations 128/118/152 → 134/126/170;
+    16-unit tanh/softplus/sigmoid MLPs (test_minimize), evaluations per iteration
+    1.47/1.75/1.50 → 1.27/1.30/1.27 (η alone 1.78/2.35/1.82), Hv 1384/727/1006 → 320/327/485.
+    Tried: (γ, α) = (0.9, 2) MGH 2327/4242, logreg 8/91; (0.9, 1.618) 2280/4122, 8/73;
+    (0.9, 1.5) 2297/4123, 8/64; (1, 1.25) 2711/4860; the larger of this and √‖g‖₁ 2710/4763;
+    the bound with η = min(0.5, √‖g‖₁) 2296/4309, raw Hv 661/583/717; Δ ×3, ×4, ×10 on a
+    whole bounded step: MGH 2169, 2168, 2183 evaluations.
     """
 
     name = "newton-cg"
@@ -126,38 +156,97 @@ class NewtonCG(Method):
     # (it repeats the last decrease of f, at most t = 1). t = 1 while it is taken, else scipy's
     # step: 1.5, and evaluations 1.31 → 0.90 × scipy's (median), Hv products unchanged (0.6 ×)
     first_trial = "unit-while-taken"
+    GAMMA, ALPHA, ETA_MAX = 1.0, 1.5, 0.5  # Eisenstat–Walker choice 2
 
     def __init__(self, max_cg: int = 0) -> None:
         self.max_cg = max_cg  # 0: 20·n, as scipy
+        self.reset()
+
+    def reset(self) -> None:
+        self.g1_prev: float | None = None  # ‖g‖₁ and η of the last direction
+        self.eta_prev = 0.0
+        self.radius = math.inf  # Δ
+        self.bounded = False  # the last direction was cut to length Δ
 
     def direction(self, g: Tensor, at: Evaluation, gg: float) -> tuple[Tensor, float | None]:
         return self._solve(g, at, gg), None
 
+    def step_taken(self, d: Tensor, g_old: Tensor, g_new: Tensor, info: StepInfo) -> None:
+        if info.unit:
+            if self.bounded:
+                self.radius *= 2
+        elif info.t > 0:
+            length = info.t * float(torch.linalg.vector_norm(d))
+            if math.isfinite(length) and length > 0:
+                self.radius = length
+
+    def _forcing(self, g1: float) -> float:
+        """η for a gradient of ℓ₁ norm g1 (see the class docstring); remembers g1 and η."""
+        prev = self.g1_prev
+        if prev is None or not prev > 0 or not math.isfinite(g1):
+            eta = min(self.ETA_MAX, math.sqrt(g1)) if math.isfinite(g1) else self.ETA_MAX
+        else:
+            eta = self.GAMMA * (g1 / prev) ** self.ALPHA
+            safeguard = self.GAMMA * self.eta_prev**self.ALPHA
+            if safeguard > 0.1:
+                eta = max(eta, safeguard)
+            eta = min(self.ETA_MAX, eta)
+        self.g1_prev, self.eta_prev = g1, eta
+        return eta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"g1_prev": self.g1_prev, "eta_prev": self.eta_prev, "radius": self.radius}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        g1_prev = state.get("g1_prev")
+        self.g1_prev = None if g1_prev is None else float(g1_prev)
+        self.eta_prev = float(state.get("eta_prev", 0.0))
+        self.radius = float(state.get("radius", math.inf))
+
     def _solve(self, g: Tensor, at: Evaluation, rr: float) -> Tensor:
         assert at.hvp is not None
         g1 = float(g.abs().sum())
-        tolerance = min(0.5, math.sqrt(g1)) * g1
+        tolerance = self._forcing(g1) * g1
+        radius, self.bounded = self.radius, False
+        bounded = math.isfinite(radius)
         z = torch.zeros_like(g)
         r, p = g.clone(), -g
-        r1 = g1
+        r1, zz = g1, 0.0  # ‖r‖₁, ‖z‖²
         for j in range(self.max_cg or 20 * g.numel()):
             if r1 <= tolerance:
                 return z
             Hp = at.hvp(p)
-            pHp = float(p @ Hp)
+            if bounded:  # pᵀHp with pᵀp and zᵀp in the same read
+                pHp, pp, zp = torch.stack([p @ Hp, p @ p, z @ p]).tolist()
+            else:
+                pHp = float(p @ Hp)
             if not math.isfinite(pHp) or pHp <= 0:
                 if not (math.isfinite(pHp) and pHp < 0):  # zero or non-finite curvature
                     return -g if j == 0 else z
-                if j == 0:
-                    return (rr / -pHp) * -g
-                return z + self._negative_curvature_step(g, p, pHp)
+                d = (rr / -pHp) * -g if j == 0 else z + self._negative_curvature_step(g, p, pHp)
+                return self._within(d, radius) if bounded else d
             alpha = rr / pHp
+            if bounded and zz + alpha * (2 * zp + alpha * pp) >= radius * radius:
+                # Steihaug: on to the boundary along p, τ > 0 with ‖z + τp‖ = Δ
+                root = math.sqrt(max(zp * zp + pp * (radius * radius - zz), 0.0))
+                self.bounded = True
+                return z.add_(p, alpha=(root - zp) / pp)
             z.add_(p, alpha=alpha)
             r.add_(Hp, alpha=alpha)
+            if bounded:
+                zz += alpha * (2 * zp + alpha * pp)
             rr_new, r1 = torch.stack([r @ r, r.abs().sum()]).tolist()
             p = -r + (rr_new / rr) * p
             rr = rr_new
         return z
+
+    def _within(self, d: Tensor, radius: float) -> Tensor:
+        """d, shortened to length Δ when longer."""
+        length = float(torch.linalg.vector_norm(d))
+        if length <= radius:
+            return d
+        self.bounded = True
+        return d * (radius / length)
 
     @staticmethod
     def _negative_curvature_step(g: Tensor, p: Tensor, pHp: float) -> Tensor:
