@@ -86,7 +86,8 @@ def store_or_check_config(config: RunConfig, out: Path, *, resume: bool) -> bool
     path = out / CONFIG_FILE
     if resume and not path.exists():
         return True
-    _check_config(config, out, resume=resume)
+    if resume:
+        check_stored_config(config, out)
     write_config(config, out)
     return False
 
@@ -98,10 +99,11 @@ def write_config(config: RunConfig, out: Path) -> None:
         write_text_atomic(path, text)  # unchanged on a resume that changes nothing
 
 
-def _check_config(config: RunConfig, out: Path, *, resume: bool) -> None:
+def check_stored_config(config: RunConfig, out: Path) -> None:
+    """On resume: refuse a config that differs from the one stored beside the run (read only)."""
     path = out / CONFIG_FILE
     ours = json.loads(config.model_dump_json())
-    if resume and path.exists():
+    if path.exists():
         raw = read_input(path, CheckpointError, kind="stored config", max_bytes=1 << 20)
         try:
             stored = json.loads(raw)

@@ -28,7 +28,7 @@ from dlopt.lab.build import (
     training_data,
 )
 from dlopt.lab.config import RunConfig
-from dlopt.lab.folder import locked, store_or_check_config, write_config
+from dlopt.lab.folder import check_stored_config, locked, store_or_check_config, write_config
 from dlopt.lab.reuse import write_run_info
 from dlopt.train.callbacks import Callback, EarlyStopping, History
 from dlopt.train.checkpoint import Checkpoint, load_checkpoint, previous_path
@@ -151,6 +151,7 @@ def train_run(
     device = _device(config.train.device)
     model = build_model(config, splits.train)
     if resume:  # a bad checkpoint is refused before the optimizer is built (seconds of imports)
+        check_stored_config(config, out)  # another run's config names the key that differs
         payload, used = load_checkpoint(checkpoint)
         try:
             check_payload(payload, model.state_dict(), expected_groups(config.optimizer, model))
