@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from dlopt.nn.dropout import noise_layers
+from dlopt.train.step import diverge, guard_finite, regularized
 
 if TYPE_CHECKING:
     from dlopt.train.trainer import Trainer
@@ -32,12 +33,12 @@ def closure_step(trainer: Trainer, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     def closure() -> Any:  # torch.optim types closures as returning float
         trainer.optimizer.zero_grad(set_to_none=True)
         out = trainer.model(xb)
-        loss = trainer._regularized(trainer._loss_fn(out, yb))
+        loss = regularized(trainer, trainer._loss_fn(out, yb))
         if backward:
             loss.backward()
         if not first:
             first.append(out.detach())
-        if check_trials and not bad and not trainer._finite(loss):
+        if check_trials and not bad and not guard_finite(trainer, loss):
             bad.append(loss.detach())
         return loss
 
@@ -47,13 +48,13 @@ def closure_step(trainer: Trainer, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
         closure = trainer.distributed.closure(trainer.optimizer, closure)
     stepped = trainer.optimizer.step(closure)
     loss = stepped if isinstance(stepped, Tensor) else torch.tensor(float(stepped))
-    if trainer.nan_guard and own_guard and not trainer._finite(loss):
+    if trainer.nan_guard and own_guard and not guard_finite(trainer, loss):
         bad.append(loss.detach())
     if trainer.nan_guard and (bad or not all(bool(p.isfinite().all()) for p in params)):
         with torch.no_grad():
             for p, saved in zip(params, snapshot, strict=True):
                 p.copy_(saved)
-        trainer._diverge(bad[0] if bad else torch.tensor(math.nan))
+        diverge(trainer, bad[0] if bad else torch.tensor(math.nan))
     return loss, (first[0] if first else None)
 
 

@@ -32,6 +32,7 @@ from dlopt.errors import InvalidParameterError
 from dlopt.optim.distributed import DistributedClosure, distributed_closure
 from dlopt.train.callbacks import Callback
 from dlopt.train.signals import catching
+from dlopt.train.totals import EpochTotals
 
 if TYPE_CHECKING:
     from dlopt.train.trainer import Trainer
@@ -153,21 +154,21 @@ class DataParallel(Callback):
     def reduce_accumulators(self, trainer: Trainer, *, onto_rank0: bool = False) -> None:
         """Sum the epoch's loss, accuracy and sample counts over the ranks (every rank gets
         the sums; with `onto_rank0` only rank 0 keeps them and the others restart from 0)."""
-        device = trainer._loss_sum.device
+        totals = trainer.totals
+        device = totals.loss_sum.device
         sums = torch.stack(
             [
-                trainer._loss_sum + trainer._loss_sum_host,
-                trainer._correct.to(torch.float64),
-                torch.tensor(float(trainer._seen), dtype=torch.float64, device=device),
+                totals.loss_sum + totals.host,
+                totals.correct.to(torch.float64),
+                torch.tensor(float(totals.seen), dtype=torch.float64, device=device),
             ]
         )
         dist.all_reduce(sums, group=self.group)
         self.collectives += 1
-        keep = not onto_rank0 or self.rank == 0
-        trainer._loss_sum = sums[0].clone() if keep else torch.zeros_like(sums[0])
-        trainer._correct = (sums[1] if keep else torch.zeros_like(sums[1])).round().long()
-        trainer._loss_sum_host = 0.0
-        trainer._seen = int(sums[2]) if keep else 0
+        if not onto_rank0 or self.rank == 0:
+            trainer.totals = EpochTotals(sums[0].clone(), sums[1].round().long(), 0.0, int(sums[2]))
+        else:
+            trainer.totals = EpochTotals.zeros(device)
 
     def signals(self) -> contextlib.AbstractContextManager[None]:
         """SIGINT/SIGTERM are noted and agreed at the next step (see :meth:`agree`); a second
@@ -191,7 +192,7 @@ class DataParallel(Callback):
             self.reduce_accumulators(trainer, onto_rank0=True)
 
     def on_epoch_end(self, trainer: Trainer) -> None:
-        flag = torch.tensor([int(trainer.state.should_stop)], device=trainer._loss_sum.device)
+        flag = torch.tensor([int(trainer.state.should_stop)], device=trainer.totals.loss_sum.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.group)
         self.collectives += 1
         if flag.item() and not trainer.state.should_stop:

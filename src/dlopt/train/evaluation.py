@@ -58,3 +58,9 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
+
+
+def predict_batches(model: nn.Module, X: Tensor, batch_size: int) -> Tensor:
+    """`model`'s outputs for `X`, `batch_size` rows at a time, in eval mode."""
+    with eval_mode(model):
+        return torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])

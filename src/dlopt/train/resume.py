@@ -21,6 +21,7 @@ from dlopt.data.dataset import Dataset
 from dlopt.errors import CheckpointError
 from dlopt.train.checkpoint import FORMAT
 from dlopt.train.state import TrainState
+from dlopt.train.totals import EpochTotals
 
 if TYPE_CHECKING:
     from dlopt.train.trainer import Trainer
@@ -54,12 +55,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
             for k, cb in zip(_callback_keys(trainer), trainer.callbacks, strict=True)
         },
         "state": state,
-        "accumulators": {
-            "loss_sum": trainer._loss_sum.cpu(),
-            "correct": trainer._correct.cpu(),
-            "loss_sum_host": trainer._loss_sum_host,
-            "seen": trainer._seen,
-        },
+        "accumulators": trainer.totals.state_dict(),
         "rng": rng_states(),
         "source": {} if source is None else source.state_dict(at_epoch_start=s.batch == 0),
         "precision": trainer._precision.state_dict(),
@@ -67,7 +63,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "meta": {
             "seed": trainer.seed,
             "batch_size": trainer.batch_size,
-            "data": trainer._data_fingerprint(),
+            "data": data_fingerprint(trainer),
             "optimizer": type(trainer.optimizer).__name__,
             "threads": torch.get_num_threads(),
             "torch": str(torch.__version__),
@@ -177,7 +173,7 @@ def _check_meta(trainer: Trainer, meta: dict[str, Any]) -> None:
         "optimizer": type(trainer.optimizer).__name__,
     }
     if trainer._train_xy is not None:
-        expected["data"] = trainer._data_fingerprint()
+        expected["data"] = data_fingerprint(trainer)
     for key, value in expected.items():
         if meta[key] != value:
             raise CheckpointError(
@@ -196,11 +192,11 @@ def _restore_accumulators(trainer: Trainer, acc: dict[str, Any]) -> None:
     device = trainer._device_dtype()[0]
     loss_sum = acc["loss_sum"].to(device, torch.float64)
     correct = acc["correct"].to(device, torch.int64)
-    trainer._loss_sum_host = float(acc["loss_sum_host"])
-    trainer._seen = int(acc["seen"])
+    seen = int(acc["seen"])
     s = trainer.state
-    _check_accumulators(loss_sum, correct, trainer._seen)
-    trainer._loss_sum, trainer._correct = loss_sum.reshape(()), correct.reshape(())
+    _check_accumulators(loss_sum, correct, seen)
+    host = float(acc["loss_sum_host"])
+    trainer.totals = EpochTotals(loss_sum.reshape(()), correct.reshape(()), host, seen)
     sized = trainer._source is None or trainer._source.batches_per_epoch > 0
     _check_position(s, too_far=sized and s.batch > max(s.batches_per_epoch, 1))
 
@@ -282,3 +278,10 @@ def fingerprint(train_xy: tuple[Tensor, Tensor] | None) -> str:
         return ""
     X, y = train_xy
     return Dataset(X.cpu(), y.cpu(), "regression", "train").fingerprint()
+
+
+def data_fingerprint(trainer: Trainer) -> str:
+    """SHA-256 of the in-memory training data ("" for a loader), hashed once per fit."""
+    if trainer._fingerprint is None:
+        trainer._fingerprint = fingerprint(trainer._train_xy)
+    return trainer._fingerprint

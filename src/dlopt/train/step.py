@@ -111,6 +111,38 @@ def divergence(model: nn.Module, loss: Tensor, epoch: int, step: int) -> str:
     return what + "; parameters kept from the last finite step"
 
 
+def regularized(trainer: Trainer, loss: Tensor) -> Tensor:
+    """J + λR: the penalties' coupled terms join the loss before backward."""
+    for penalty in trainer.penalties:
+        term = penalty.term()
+        if term is not None:
+            loss = loss + term
+    return loss
+
+
+def guard_finite(trainer: Trainer, loss: Tensor, grads: bool = True) -> bool:
+    """The NaN guard: are the loss and (with `grads`) every gradient finite — on every rank,
+    when distributed? Two scalar reads; the loss is kept as the step's logged value."""
+    trainer._last_loss = value = loss.item()
+    finite = math.isfinite(value) and (not grads or trainer._grads_finite(trainer._params))
+    return finite if trainer.distributed is None else trainer.distributed.agree(trainer, finite)
+
+
+def diverge(trainer: Trainer, loss: Tensor) -> None:
+    """Stop the run as diverged, saying which of loss and gradients became non-finite."""
+    trainer.state.diverged = True
+    state = trainer.state
+    trainer.request_stop(divergence(trainer.model, loss, state.epoch, state.step))
+
+
+def check_augment(augment: Any) -> Any:
+    if augment is not None and not callable(augment):
+        raise InvalidParameterError(
+            f"Trainer(augment=...) must be callable as aug(x, generator); got {augment!r}."
+        )
+    return augment
+
+
 def gradient_step(trainer: Trainer, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
     """zero_grad, forward, backward, guard, clip, step; returns (data loss, output)."""
     optimizer, precision = trainer.optimizer, trainer._precision
@@ -118,13 +150,13 @@ def gradient_step(trainer: Trainer, xb: Tensor, yb: Tensor) -> tuple[Tensor, Ten
     with precision.autocast():
         out = trainer._forward(xb)
         loss = trainer._loss_fn(out, yb)
-    objective = trainer._regularized(loss)
+    objective = regularized(trainer, loss)
     precision.backward(objective)
     precision.unscale(optimizer)
     if trainer.nan_guard:
         # with a GradScaler, overflowing float16 gradients are its to skip, not divergence
-        if not trainer._finite(objective, grads=precision.scaler is None):
-            trainer._diverge(objective)
+        if not guard_finite(trainer, objective, grads=precision.scaler is None):
+            diverge(trainer, objective)
             return loss, out
         if trainer.penalties:
             trainer._last_loss = loss.item()  # log the data loss, not J + λR

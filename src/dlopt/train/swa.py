@@ -114,3 +114,11 @@ class SWA:
         assert self.averaged is not None and self.scheduler is not None, "bind() first"
         self.averaged.load_state_dict(state["averaged"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+
+def check_swa(swa: Any) -> SWA | None:
+    if swa is not None and not isinstance(swa, SWA):
+        raise InvalidParameterError(
+            f"Trainer(swa=...) must be a dlopt.train.SWA or None; got {swa!r}."
+        )
+    return swa

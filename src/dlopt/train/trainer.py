@@ -14,13 +14,13 @@ from dlopt._validation import check_positive_int
 from dlopt.data.batching import Batches
 from dlopt.errors import CheckpointError, InvalidParameterError, TrainingDiverged
 from dlopt.optim.step_policy import step_policy
-from dlopt.regularize.penalties import Penalty, sparsity
+from dlopt.regularize.penalties import Penalty
 from dlopt.train import resume
 from dlopt.train.callbacks import Callback
 from dlopt.train.checkpoint import load_checkpoint
 from dlopt.train.closure import closure_step, warn_if_noisy
 from dlopt.train.distributed import DataParallel
-from dlopt.train.evaluation import eval_mode, evaluate_batches
+from dlopt.train.evaluation import evaluate_batches, predict_batches
 from dlopt.train.metrics import LossFn, check_label_smoothing, resolve_loss
 from dlopt.train.progress import ProgressBar, progress_by_default
 from dlopt.train.schedules import check_interval, schedule_epoch
@@ -41,11 +41,12 @@ from dlopt.train.step import (
     GradientCheck,
     Precision,
     augment_batch,
+    check_augment,
     check_max_norm,
-    divergence,
     gradient_step,
 )
-from dlopt.train.swa import SWA
+from dlopt.train.swa import SWA, check_swa
+from dlopt.train.totals import EpochTotals, epoch_metrics
 
 _HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end")
 
@@ -115,12 +116,8 @@ class Trainer:
         progress: bool | None = None,
         distributed: DataParallel | None = None,
     ) -> None:
-        if augment is not None and not callable(augment):
-            raise InvalidParameterError(
-                f"Trainer(augment=...) must be callable as aug(x, generator); got {augment!r}."
-            )
         self.model = model
-        self.augment = augment
+        self.augment = check_augment(augment)
         self._augment_generator: torch.Generator | None = None
         self.optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
         self.loss = loss
@@ -147,11 +144,7 @@ class Trainer:
         self.label_smoothing = check_label_smoothing(label_smoothing, loss)
         self.mixed_precision = bool(mixed_precision)
         self.metrics = check_metrics(metrics)
-        if swa is not None and not isinstance(swa, SWA):
-            raise InvalidParameterError(
-                f"Trainer(swa=...) must be a dlopt.train.SWA or None; got {swa!r}."
-            )
-        self.swa = swa
+        self.swa = check_swa(swa)
         self.state = TrainState(max_epochs=self.max_epochs)
         self._hooks = {
             h: [cb for cb in self.callbacks if getattr(type(cb), h) is not getattr(Callback, h)]
@@ -198,7 +191,9 @@ class Trainer:
         source = self._prepare(train)
         if val is not None:
             check_source(val, "Trainer.fit(val=...)")
-        val_data = self._to_device(val) if val is not None and in_memory(val) else val
+        val_data = (
+            to_device(val, *self._device_dtype()) if val is not None and in_memory(val) else val
+        )
         if resume_from is not None:
             payload, used = load_checkpoint(resume_from)
             try:
@@ -239,11 +234,7 @@ class Trainer:
     @torch.no_grad()
     def predict(self, X: Tensor, batch_size: int = 4096) -> Tensor:
         """Model outputs for `X` in eval mode (logits for classifiers)."""
-        X = X.to(*self._device_dtype())
-        with eval_mode(self.model):
-            return torch.cat(
-                [self.model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
-            )
+        return predict_batches(self.model, X.to(*self._device_dtype()), batch_size)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue bit-for-bit (plain types and tensors)."""
@@ -291,6 +282,7 @@ class Trainer:
         self._forward = self.model
         if self.distributed is not None and not self._closure:  # distributed: DDP's forward
             self._forward = self.distributed.train_model(self.model)
+        count = self._classification and self.train_metrics  # correct predictions
         self.model.train()
         for xb, yb in source.epoch(state.epoch, state.batch):
             if self.augment is not None:
@@ -307,13 +299,8 @@ class Trainer:
                 step_scheduler.step()
             state.step += 1
             state.batch += 1
-            if self.nan_guard and not self._closure:  # the guard has read the loss already
-                self._loss_sum_host += self._last_loss * len(yb)
-            else:
-                self._loss_sum.add_(loss.detach(), alpha=len(yb))
-            if self._classification and self.train_metrics and out is not None:
-                self._correct.add_((out.argmax(-1) == yb).sum())
-            self._seen += len(yb)
+            host = self.nan_guard and not self._closure  # the guard has read the loss already
+            self.totals.add(self._last_loss if host else loss, out if count else None, yb)
             if self._signals.caught is not None:
                 self._take_signal()
             for cb in batch_hooks:
@@ -321,42 +308,11 @@ class Trainer:
             if state.should_stop:
                 return
 
-    def _regularized(self, loss: Tensor) -> Tensor:
-        """J + λR: the penalties' coupled terms join the loss before backward."""
-        for penalty in self.penalties:
-            term = penalty.term()
-            if term is not None:
-                loss = loss + term
-        return loss
-
-    def _finite(self, loss: Tensor, grads: bool = True) -> bool:
-        """Are the loss and (with `grads`) every gradient finite — on every rank, when
-        distributed? Two scalar reads."""
-        self._last_loss = value = loss.item()
-        finite = math.isfinite(value) and (not grads or self._grads_finite(self._params))
-        return finite if self.distributed is None else self.distributed.agree(self, finite)
-
-    def _diverge(self, loss: Tensor) -> None:
-        self.state.diverged = True
-        self.request_stop(divergence(self.model, loss, self.state.epoch, self.state.step))
-
     def _end_epoch(self, val: Any) -> None:
         state = self.state
         if self.distributed is not None:  # distributed: the epoch's sums over the ranks
             self.distributed.reduce_accumulators(self)
-        metrics: dict[str, float] = {"epoch": float(state.epoch + 1)}
-        seen = max(self._seen, 1)
-        metrics["loss"] = (float(self._loss_sum) + self._loss_sum_host) / seen
-        if self._classification and self.train_metrics and not self._closure:
-            metrics["accuracy"] = float(self._correct) / seen
-        if self.penalties:
-            with torch.no_grad():
-                metrics["penalty"] = sum(float(p.value()) for p in self.penalties)
-            unique = {id(p): p for pen in self.penalties for p in pen.parameters}
-            metrics["sparsity"] = sparsity(unique.values())
-        if val is not None:
-            metrics.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
-        metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        metrics = epoch_metrics(self, val)
         schedule_epoch(self, metrics)
         self._reset_accumulators()
         state.epoch += 1
@@ -369,11 +325,7 @@ class Trainer:
             cb.on_epoch_end(self)
 
     def _reset_accumulators(self) -> None:
-        device = self._device_dtype()[0]
-        self._loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        self._correct = torch.zeros((), dtype=torch.int64, device=device)
-        self._loss_sum_host = 0.0
-        self._seen = 0
+        self.totals = EpochTotals.zeros(self._device_dtype()[0])
 
     def _take_signal(self) -> None:
         self.state.interrupted = self._signals.caught
@@ -387,12 +339,3 @@ class Trainer:
         for p in self.model.parameters():
             return p.device, p.dtype if p.is_floating_point() else torch.float32
         return torch.device("cpu"), torch.float32
-
-    def _to_device(self, data: DataLike) -> tuple[Tensor, Tensor]:
-        return to_device(data, *self._device_dtype())
-
-    def _data_fingerprint(self) -> str:
-        """SHA-256 of the in-memory training data ("" for a loader), hashed once per fit."""
-        if self._fingerprint is None:
-            self._fingerprint = resume.fingerprint(self._train_xy)
-        return self._fingerprint
