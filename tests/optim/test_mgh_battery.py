@@ -11,7 +11,15 @@ import statistics
 
 import pytest
 
-from .mgh import LARGER, MGH, SCIPY_METHOD, Comparison, compare, stopped_short
+from .mgh import (
+    LARGER,
+    MGH,
+    SCIPY_METHOD,
+    Comparison,
+    compare,
+    median_fair_ratio,
+    stopped_short,
+)
 
 METHODS = ["cg", "bfgs", "lbfgs", "newton-cg", "newton"]
 FAST = [
@@ -48,8 +56,10 @@ def test_dlopt_converges_wherever_scipy_does(method, name):
     f_min = BY_NAME[name].f_min
     if c.ours_converged and f_min:  # the published minimum, to what ‖∇f‖∞ ≤ 1e-5 allows
         assert c.ours_f == pytest.approx(f_min, rel=0.1), c
-    if c.theirs_converged:  # never above 2× scipy's evaluations (at equal accuracy)
-        assert c.fair_ratio <= WORST, c
+    if c.theirs_converged:  # never above 2× scipy's evaluations (at equal accuracy), as the
+        # median from three starts 1e-12 apart (some paths are chaotic: median_fair_ratio)
+        ratio, runs = median_fair_ratio(BY_NAME[name], method)
+        assert ratio <= WORST, runs
 
 
 def test_the_fair_ratio_compares_at_equal_accuracy():
@@ -102,7 +112,7 @@ def test_the_full_battery(method):
         if c.theirs_converged:
             assert c.ours_converged, c
             ratios.append(c.ratio)
-            fair.append((c.fair_ratio, c))
+            fair.append(median_fair_ratio(problem, method))  # from three starts
     assert statistics.median(ratios) <= MEDIAN[method], sorted(ratios)
     worst = max(fair, key=lambda item: item[0])
     assert worst[0] <= WORST, worst[1]
