@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import stat as stat_module
 import tempfile
@@ -91,6 +92,47 @@ def read_input(
     Anything but a regular file (a FIFO, a device, a symlink to /dev/zero) is refused before it
     is opened, and no more than `max_bytes` (default :data:`MAX_INPUT_BYTES`) are ever read.
     """
+    with open_input(path, error, kind=kind, max_bytes=max_bytes) as handle:
+        return handle.read()
+
+
+class BoundedReader:
+    """A binary file's reads, refused with `error` once more than `limit` bytes came in."""
+
+    def __init__(
+        self, raw: io.BufferedReader, limit: int, error: type[DloptError], path: Path, kind: str
+    ) -> None:
+        self.raw, self.left, self.limit = raw, limit, limit
+        self.error, self.path, self.kind = error, path, kind
+
+    def peek(self, size: int) -> bytes:
+        """Up to the reader's buffer size of the next bytes, not consumed."""
+        return self.raw.peek(size)[: self.left + 1]
+
+    def read(self, size: int | None = -1) -> bytes:
+        want = self.left + 1 if size is None or size < 0 else min(size, self.left + 1)
+        data = self.raw.read(want)
+        self.left -= len(data)
+        if self.left < 0:
+            raise self.error(
+                f"more than {self.limit} bytes; a {self.kind} may hold at most that",
+                source=self.path,
+            )
+        return data
+
+
+@contextlib.contextmanager
+def open_input(
+    path: Path,
+    error: type[DloptError],
+    *,
+    kind: str,
+    max_bytes: int | None = None,
+    buffer: int = io.DEFAULT_BUFFER_SIZE,
+) -> Iterator[BoundedReader]:
+    """:func:`read_input`'s checks, then the file as a :class:`BoundedReader` (`buffer`: the
+    size of its buffer, the most :meth:`BoundedReader.peek` sees). An OSError while it is read
+    is an `error` too."""
     limit = MAX_INPUT_BYTES if max_bytes is None else max_bytes
     try:
         info = path.stat()
@@ -101,13 +143,11 @@ def read_input(
         if info.st_size > limit:
             raise error(f"{info.st_size} bytes; a {kind} may hold at most {limit}", source=path)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as handle:
+        with os.fdopen(fd, "rb", buffering=buffer) as handle:
             if not stat_module.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped meanwhile
                 raise error(f"not a regular file; not a {kind}", source=path)
-            data = handle.read(limit + 1)
-        if len(data) > limit:
-            raise error(f"more than {limit} bytes; a {kind} may hold at most that", source=path)
-        return data
+            assert isinstance(handle, io.BufferedReader)
+            yield BoundedReader(handle, limit, error, path, kind)
     except FileNotFoundError:
         raise error("no such file", source=path) from None
     except IsADirectoryError:

@@ -265,3 +265,53 @@ def test_csv_a_bad_field_deep_in_a_numeric_file_is_located(tmp_path):
     with pytest.raises(DataError, match="2 fields where 3") as info:
         read_csv(path)
     assert str(info.value).startswith(f"{path}:1235: ")
+
+
+def test_csv_bulk_parse_reads_the_file_in_chunks_through_a_bom_and_a_long_first_line(
+    tmp_path, monkeypatch
+):
+    """The bulk parser reads the open file (not a copy of it): a UTF-8 BOM is skipped, a first
+    line longer than the read-ahead goes to the precise reader, and neither changes a value."""
+    from dlopt.data import tables
+
+    rng = np.random.default_rng(1)
+    values = np.column_stack([rng.standard_normal((3000, 4)), rng.integers(0, 3, 3000)])
+    body = "\n".join(",".join(f"{v:.17g}" for v in row) for row in values) + "\n"
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + ("a,b,c,d,y\n" + body).encode())
+    precise = tables._precise
+    monkeypatch.setattr(tables, "_precise", lambda *a: pytest.fail("took the precise reader"))
+    table = read_csv_table(bom)
+    assert table.header == ["a", "b", "c", "d", "y"]
+    np.testing.assert_array_equal(table.features, values[:, :-1])
+    monkeypatch.setattr(tables, "_precise", precise)
+    wide = np.arange(3 * 9000, dtype=np.float64).reshape(3, 9000) / 7  # ≈ 170 KB a line
+    long = tmp_path / "long.csv"
+    np.savetxt(long, wide, delimiter=",", fmt="%.17g")
+    table = read_csv_table(long)
+    np.testing.assert_array_equal(table.features, wide[:, :-1])
+    np.testing.assert_array_equal(table.labels, wide[:, -1])
+
+
+def test_a_bounded_reader_refuses_the_byte_past_its_limit(tmp_path):
+    from dlopt._io import open_input
+
+    path = tmp_path / "grows.csv"
+    path.write_bytes(b"0123456789")
+    with open_input(path, DataError, kind="data file", max_bytes=10) as handle:
+        assert handle.peek(64) == b"0123456789" and handle.read(4) == b"0123"
+        assert handle.read() == b"456789"
+    path.write_bytes(b"0123456789A")  # larger than the limit: refused before a read
+    with (
+        pytest.raises(DataError, match="11 bytes; a data file may hold at most 10"),
+        open_input(path, DataError, kind="data file", max_bytes=10),
+    ):
+        pass
+    path.write_bytes(b"0123456789")
+    with (
+        pytest.raises(DataError, match="more than 10 bytes"),
+        open_input(path, DataError, kind="data file", max_bytes=10) as handle,
+    ):
+        with open(path, "ab") as grow:  # grows after the size was checked
+            grow.write(b"ABC")
+        handle.read()

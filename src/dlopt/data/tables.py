@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlopt._io import read_input
+from dlopt._io import BoundedReader, open_input, read_input
 from dlopt._validation import did_you_mean
 from dlopt.data.dataset import Dataset, make_dataset
 from dlopt.errors import DataError
@@ -80,10 +80,11 @@ def read_csv_table(
 ) -> CsvTable:
     """Parse `path`; with `label_optional`, a `label` the file does not name means the last
     column (a table to predict may come with or without its header)."""
-    raw = read_input(path, DataError, kind="data file", max_bytes=MAX_CSV_BYTES)
-    bulk = _bulk(raw.removeprefix(b"\xef\xbb\xbf"))
+    with open_input(path, DataError, kind="data file", max_bytes=MAX_CSV_BYTES, buffer=_PEEK) as f:
+        bulk = _bulk(f)
     if bulk is not None:
         return _table(path, *bulk, label, label_optional)
+    raw = read_input(path, DataError, kind="data file", max_bytes=MAX_CSV_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -97,13 +98,22 @@ def read_csv_table(
     return _precise(path, text, label, label_optional)
 
 
-def _bulk(body: bytes) -> tuple[list[str] | None, np.ndarray] | None:
+_PEEK = 1 << 16  # the first line is read ahead of the bulk parser: longer ones go the precise way
+
+
+def _bulk(handle: BoundedReader) -> tuple[list[str] | None, np.ndarray] | None:
     """(header, values (rows, width)) of a plain numeric table, parsed by ``np.loadtxt``'s C
-    reader; None when the precise reader must look at it (which then finds the problem, or
-    reads what this does not: quoted fields, names, ``1_000``)."""
-    end = body.find(b"\n")
+    reader straight from the file; None when the precise reader must look at it (which then
+    finds the problem, or reads what this does not: quoted fields, names, ``1_000``)."""
+    head = handle.peek(_PEEK)
+    if head.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
+        handle.read(3)
+        head = head[3:]
+    end = head.find(b"\n")
+    if end < 0 and len(head) >= _PEEK - 3:
+        return None
     try:
-        first = next(csv.reader([body[: end if end >= 0 else None].decode()]), [])
+        first = next(csv.reader([head[: end if end >= 0 else None].decode()]), [])
     except (UnicodeDecodeError, csv.Error):
         return None
     if len(first) < 2:
@@ -114,7 +124,7 @@ def _bulk(body: bytes) -> tuple[list[str] | None, np.ndarray] | None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "input contained no data" and the like
         try:
-            values = _parse_numbers(body, int(header))
+            values = _parse_numbers(handle, int(header))
         except (ValueError, UserWarning):
             return None
     if values.ndim != 2:
@@ -127,11 +137,11 @@ def _bulk(body: bytes) -> tuple[list[str] | None, np.ndarray] | None:
     return ([f.strip() for f in first] if header else None), values
 
 
-def _parse_numbers(body: bytes, skip: int) -> np.ndarray:
-    """``np.loadtxt(BytesIO(body), delimiter=",", skiprows=skip)`` without its line-by-line
-    iteration: numpy's C reader takes a file object whole only from a path, so its reader is
-    called directly on the bytes (read in chunks, decoded in C); ``np.loadtxt`` itself when this
-    numpy lacks it."""
+def _parse_numbers(handle: BoundedReader, skip: int) -> np.ndarray:
+    """``np.loadtxt(handle, delimiter=",", skiprows=skip)`` without its line-by-line
+    iteration: numpy's C reader takes a file object in chunks only when it opened the path
+    itself, so its reader is called directly on the handle (read in chunks, decoded in C);
+    ``np.loadtxt`` itself when this numpy lacks it."""
     try:
         from numpy._core._multiarray_umath import _load_from_filelike
     except ImportError:  # pragma: no cover - numpy < 2 or a changed private API
@@ -139,7 +149,7 @@ def _parse_numbers(body: bytes, skip: int) -> np.ndarray:
     if _load_from_filelike is not None:
         try:
             values: np.ndarray = _load_from_filelike(
-                io.BytesIO(body),
+                handle,
                 delimiter=",",
                 comment=None,
                 quote=None,
@@ -156,7 +166,8 @@ def _parse_numbers(body: bytes, skip: int) -> np.ndarray:
             return values
         except TypeError:  # pragma: no cover - its signature changed
             pass
-    return np.loadtxt(io.BytesIO(body), delimiter=",", comments=None, skiprows=skip, ndmin=2)
+    body = io.BytesIO(handle.read())
+    return np.loadtxt(body, delimiter=",", comments=None, skiprows=skip, ndmin=2)
 
 
 def _precise(path: Path, text: str, label: str | None, label_optional: bool) -> CsvTable:
