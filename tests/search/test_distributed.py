@@ -224,3 +224,30 @@ def test_workers_die_with_the_search_process(tmp_path, launch):
     while any(alive(pid) for pid in pids):
         assert time.monotonic() < deadline, "a worker outlived the search process"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=needs_postgres)])
+def test_the_claims_query_reads_what_get_trials_reads(kind, tmp_path):
+    """The one query the claim loop makes on a database gives each trial's entry and state as
+    Optuna's own reading of the trials does: tags, and every state."""
+    from dlopt.search._claim import ENTRY, _claims
+
+    url = database_url(storages(tmp_path)[kind])
+    study = optuna.create_study(storage=url, study_name=f"claims-{uuid.uuid4().hex[:8]}")
+    for state in ("COMPLETE", "FAIL", "PRUNED", "RUNNING", "COMPLETE", "WAITING"):
+        if state == "WAITING":
+            study.enqueue_trial({})
+            continue
+        trial = study.ask()
+        if trial.number == 4:
+            trial.set_user_attr(ENTRY, 1)  # a retry of the failed entry 1
+        if state != "RUNNING":
+            study.tell(
+                trial,
+                1.0 if state == "COMPLETE" else None,
+                state=getattr(optuna.trial.TrialState, state),
+            )
+    expected = sorted((entry_of(t), t.state) for t in study.get_trials(deepcopy=False))
+    assert sorted(_claims(study)) == expected
+    assert [state.name for _, state in expected].count("RUNNING") == 1
+    assert (1, optuna.trial.TrialState.COMPLETE) in expected  # the tag, not the number 4

@@ -15,6 +15,7 @@ at a time: the next round is written, once, when every entry of the earlier ones
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 import warnings
@@ -28,7 +29,7 @@ from optuna.samplers import BaseSampler
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
 
-from dlopt.search._heartbeat import Heartbeat, StaleTrials
+from dlopt.search._heartbeat import Heartbeat, StaleTrials, _backend
 
 PLAN, ENTRY = "dlopt:plan", "dlopt:entry"
 SETTLED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -157,15 +158,15 @@ def run_plan(
         try:
             if len(plan) < total:
                 plan = _read_plan(study)
-            trials = study.get_trials(deepcopy=False)
-            entry = _free_entry(trials, min(len(plan), total))
-            if entry is None and len(plan) < total and _all_settled(trials, len(plan)):
+            claims = _claims(study)
+            entry = _free_entry(claims, min(len(plan), total))
+            if entry is None and len(plan) < total and _all_settled(claims, len(plan)):
                 plan = _extend(study, plan, sizes, make_round)
-                entry = _free_entry(trials, min(len(plan), total))
+                entry = _free_entry(claims, min(len(plan), total))
             if entry is None:
-                if len(plan) >= total and _all_settled(trials, total):
+                if len(plan) >= total and _all_settled(claims, total):
                     return
-                stale.fail(study, trials)  # a dead worker's entry frees
+                stale.fail(study, study.get_trials(deepcopy=False))  # a dead worker's entry frees
             else:
                 sampler.fixed = plan[entry]
                 trial = _ask(study)
@@ -222,17 +223,44 @@ def _read_plan(study: optuna.Study) -> list[Config]:
     return list(study.user_attrs.get(PLAN, []))
 
 
-def _entries(trials: Sequence[FrozenTrial], states: Sequence[TrialState]) -> set[int]:
-    return {entry_of(t) for t in trials if t.state in states}
+Claim = tuple[int, TrialState]  # a trial's plan entry and state
 
 
-def _free_entry(trials: Sequence[FrozenTrial], n: int) -> int | None:
-    taken = _entries(trials, (*SETTLED, *BUSY))
+def _claims(study: optuna.Study) -> list[Claim]:
+    """Every trial's (entry, state). On a database, one query on Optuna's trials and user
+    attributes tables: reading the trials whole (``get_trials``, through Optuna's cache) took
+    ≈ 28 ms a claim at 200 trials on SQLite, a fifth of a trivial trial's time."""
+    backend = _backend(study)
+    if backend is None:
+        return [(entry_of(t), t.state) for t in study.get_trials(deepcopy=False)]
+    import sqlalchemy
+    from optuna.storages._rdb.models import TrialModel, TrialUserAttributeModel
+
+    attr = TrialUserAttributeModel
+    query = (
+        sqlalchemy.select(TrialModel.number, TrialModel.state, attr.value_json)
+        .outerjoin(attr, (attr.trial_id == TrialModel.trial_id) & (attr.key == ENTRY))
+        .where(TrialModel.study_id == study._study_id)
+    )
+    with backend.engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return [
+        (number if tag is None else int(json.loads(tag)), TrialState(state))
+        for number, state, tag in rows
+    ]
+
+
+def _entries(claims: Sequence[Claim], states: Sequence[TrialState]) -> set[int]:
+    return {entry for entry, state in claims if state in states}
+
+
+def _free_entry(claims: Sequence[Claim], n: int) -> int | None:
+    taken = _entries(claims, (*SETTLED, *BUSY))
     return next((e for e in range(n) if e not in taken), None)
 
 
-def _all_settled(trials: Sequence[FrozenTrial], n: int) -> bool:
-    return len(_entries(trials, SETTLED) & set(range(n))) == n
+def _all_settled(claims: Sequence[Claim], n: int) -> bool:
+    return len(_entries(claims, SETTLED) & set(range(n))) == n
 
 
 def _extend(
