@@ -12,7 +12,8 @@ it); "optuna-heartbeat" is raw Optuna with Optuna's own heartbeat (interval 10 s
 also counts the SQL statements per trial by kind (select, insert, update, ...) and commits.
 
 throughput: N processes each calling `search()` on one study of tiny training runs (digits,
-an MLP, 2 epochs); trials per second from the first trial's start to the last one's end.
+an MLP, 2 epochs, or $BENCH_EPOCHS); trials per second from the first trial's start to the last
+one's end.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def _tiny_training(params: dict) -> float:
     torch.manual_seed(0)
     model = mlp(64, 10, (32,))
     optimizer = torch.optim.Adam(model.parameters(), lr=params["lr"])
-    trainer = Trainer(model, optimizer, max_epochs=2)
+    epochs = int(os.environ.get("BENCH_EPOCHS", 2))
+    trainer = Trainer(model, optimizer, max_epochs=epochs, progress=False)
     trainer.fit(splits.train, splits.val)
     return float(trainer.evaluate(splits.val)["loss"])
 
