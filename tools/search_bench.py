@@ -1,6 +1,7 @@
 """Measure `dlopt.search` against raw Optuna, and its throughput with several processes.
 
     python tools/search_bench.py overhead --storage sqlite:///b.db --trials 200
+    python tools/search_bench.py overhead --storage memory --trials 200
     python tools/search_bench.py overhead --storage postgresql://postgres@127.0.0.1:55433/dlopt
     python tools/search_bench.py throughput --storage postgresql://… --trials 12 --processes 1 2 3
 
@@ -37,17 +38,21 @@ def _one(impl: str, storage: str, trials: int) -> dict[str, float]:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     name = f"bench-{impl}-{uuid.uuid4().hex[:8]}"
+    memory = storage == "memory"  # Optuna's in-memory storage (one process)
     statements = _count_statements()
     tracemalloc.start()
     start = time.perf_counter()
     if impl == "dlopt":
         space = {"x": Float(0.0, 1.0), "y": Float(0.0, 1.0)}
-        search(lambda p: p["x"] + p["y"], space, n_trials=trials, storage=storage, study_name=name)
+        objective = lambda p: p["x"] + p["y"]  # noqa: E731
+        search(
+            objective, space, n_trials=trials, storage=None if memory else storage, study_name=name
+        )
     else:
-        url = database_url(storage)
+        url = None if memory else database_url(storage)
         study = optuna.create_study(
             storage=optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
-            if impl == "optuna-heartbeat"
+            if impl == "optuna-heartbeat" and url is not None
             else url,
             sampler=optuna.samplers.RandomSampler(seed=0),
             study_name=name,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import stat as stat_module
 import tempfile
@@ -97,21 +96,34 @@ def read_input(
 
 
 class BoundedReader:
-    """A binary file's reads, refused with `error` once more than `limit` bytes came in."""
+    """A binary file's reads, refused with `error` once more than `limit` bytes came in;
+    :meth:`peek` reads ahead without consuming."""
 
     def __init__(
-        self, raw: io.BufferedReader, limit: int, error: type[DloptError], path: Path, kind: str
+        self, raw: IO[bytes], limit: int, error: type[DloptError], path: Path, kind: str
     ) -> None:
         self.raw, self.left, self.limit = raw, limit, limit
         self.error, self.path, self.kind = error, path, kind
+        self._ahead = b""
 
     def peek(self, size: int) -> bytes:
-        """Up to the reader's buffer size of the next bytes, not consumed."""
-        return self.raw.peek(size)[: self.left + 1]
+        """The next `size` bytes (fewer at the end of the file), left to be read."""
+        if len(self._ahead) < size:
+            self._ahead += self._take(size - len(self._ahead))
+        return self._ahead[:size]
 
     def read(self, size: int | None = -1) -> bytes:
-        want = self.left + 1 if size is None or size < 0 else min(size, self.left + 1)
-        data = self.raw.read(want)
+        ahead = self._ahead
+        if ahead:
+            if size is not None and 0 <= size <= len(ahead):
+                self._ahead = ahead[size:]
+                return ahead[:size]
+            self._ahead = b""
+            return ahead + self.read(-1 if size is None or size < 0 else size - len(ahead))
+        return self._take(self.left + 1 if size is None or size < 0 else size)
+
+    def _take(self, size: int) -> bytes:
+        data = self.raw.read(min(size, self.left + 1))
         self.left -= len(data)
         if self.left < 0:
             raise self.error(
@@ -128,11 +140,9 @@ def open_input(
     *,
     kind: str,
     max_bytes: int | None = None,
-    buffer: int = io.DEFAULT_BUFFER_SIZE,
 ) -> Iterator[BoundedReader]:
-    """:func:`read_input`'s checks, then the file as a :class:`BoundedReader` (`buffer`: the
-    size of its buffer, the most :meth:`BoundedReader.peek` sees). An OSError while it is read
-    is an `error` too."""
+    """:func:`read_input`'s checks, then the file as a :class:`BoundedReader`. An OSError while
+    it is read is an `error` too."""
     limit = MAX_INPUT_BYTES if max_bytes is None else max_bytes
     try:
         info = path.stat()
@@ -143,10 +153,9 @@ def open_input(
         if info.st_size > limit:
             raise error(f"{info.st_size} bytes; a {kind} may hold at most {limit}", source=path)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb", buffering=buffer) as handle:
+        with os.fdopen(fd, "rb") as handle:
             if not stat_module.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped meanwhile
                 raise error(f"not a regular file; not a {kind}", source=path)
-            assert isinstance(handle, io.BufferedReader)
             yield BoundedReader(handle, limit, error, path, kind)
     except FileNotFoundError:
         raise error("no such file", source=path) from None

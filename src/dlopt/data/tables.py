@@ -80,7 +80,7 @@ def read_csv_table(
 ) -> CsvTable:
     """Parse `path`; with `label_optional`, a `label` the file does not name means the last
     column (a table to predict may come with or without its header)."""
-    with open_input(path, DataError, kind="data file", max_bytes=MAX_CSV_BYTES, buffer=_PEEK) as f:
+    with open_input(path, DataError, kind="data file", max_bytes=MAX_CSV_BYTES) as f:
         bulk = _bulk(f)
     if bulk is not None:
         return _table(path, *bulk, label, label_optional)
@@ -110,7 +110,7 @@ def _bulk(handle: BoundedReader) -> tuple[list[str] | None, np.ndarray] | None:
         handle.read(3)
         head = head[3:]
     end = head.find(b"\n")
-    if end < 0 and len(head) >= _PEEK - 3:
+    if end < 0 and len(head) >= _PEEK - 3:  # a first line past the read-ahead
         return None
     try:
         first = next(csv.reader([head[: end if end >= 0 else None].decode()]), [])
