@@ -122,6 +122,11 @@ class BoundedReader:
             return ahead + self.read(-1 if size is None or size < 0 else size - len(ahead))
         return self._take(self.left + 1 if size is None or size < 0 else size)
 
+    def rewind(self) -> None:
+        """Back to the start of the file, its whole limit to read again."""
+        self.raw.seek(0)
+        self.left, self._ahead = self.limit, b""
+
     def _take(self, size: int) -> bytes:
         data = self.raw.read(min(size, self.left + 1))
         self.left -= len(data)

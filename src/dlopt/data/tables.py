@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlopt._io import BoundedReader, open_input, read_input
+from dlopt._io import BoundedReader, open_input
 from dlopt._validation import did_you_mean
 from dlopt.data.dataset import Dataset, make_dataset
 from dlopt.errors import DataError
@@ -82,9 +82,10 @@ def read_csv_table(
     column (a table to predict may come with or without its header)."""
     with open_input(path, DataError, kind="data file", max_bytes=MAX_CSV_BYTES) as f:
         bulk = _bulk(f)
-    if bulk is not None:
-        return _table(path, *bulk, label, label_optional)
-    raw = read_input(path, DataError, kind="data file", max_bytes=MAX_CSV_BYTES)
+        if bulk is not None:
+            return _table(path, *bulk, label, label_optional)
+        f.rewind()  # the precise reader reads the same open file again, whole
+        raw = f.read()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -29,7 +29,7 @@ from optuna.samplers import BaseSampler
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
 
-from dlopt.search._heartbeat import Heartbeat, StaleTrials, _backend
+from dlopt.search._heartbeat import Heartbeat, StaleTrials, rdb_backend
 
 PLAN, ENTRY = "dlopt:plan", "dlopt:entry"
 SETTLED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -100,7 +100,7 @@ class ClaimLock:
             from sqlalchemy import text
 
             if self._connection is None:  # one connection kept for the lock: 2 round trips
-                engine = study._storage._backend.engine  # type: ignore[attr-defined]
+                engine = rdb_backend(study).engine
                 self._connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             connection = self._connection
             key = zlib.crc32(self.name.encode())
@@ -230,7 +230,7 @@ def _claims(study: optuna.Study) -> list[Claim]:
     """Every trial's (entry, state). On a database, one query on Optuna's trials and user
     attributes tables: reading the trials whole (``get_trials``, through Optuna's cache) took
     ≈ 28 ms a claim at 200 trials on SQLite, a fifth of a trivial trial's time."""
-    backend = _backend(study)
+    backend = rdb_backend(study)
     if backend is None:
         return [(entry_of(t), t.state) for t in study.get_trials(deepcopy=False)]
     import sqlalchemy
@@ -245,7 +245,7 @@ def _claims(study: optuna.Study) -> list[Claim]:
     with backend.engine.connect() as connection:
         rows = connection.execute(query).all()
     return [
-        (number if tag is None else int(json.loads(tag)), TrialState(state))
+        (number if tag is None else int(json.loads(tag)), state)  # an Enum column: TrialState
         for number, state, tag in rows
     ]
 

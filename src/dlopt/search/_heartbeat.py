@@ -35,7 +35,7 @@ def grace_period(interval: int) -> int:
     return GRACE_INTERVALS * interval + GRACE_SLACK_S
 
 
-def _backend(study: optuna.Study) -> Any:
+def rdb_backend(study: optuna.Study) -> Any:
     """The study's RDB storage (under Optuna's cache), or None (in memory: one process)."""
     backend = getattr(study._storage, "_backend", None)
     return backend if isinstance(backend, optuna.storages.RDBStorage) else None
@@ -45,7 +45,7 @@ class Heartbeat:
     """``with Heartbeat(study, trial_id):`` records the trial's heartbeat every interval."""
 
     def __init__(self, study: optuna.Study, trial_id: int) -> None:
-        self._storage = _backend(study)
+        self._storage = rdb_backend(study)
         self._interval = getattr(self._storage, "heartbeat_interval", None)
         self._trial_id = trial_id
         self._stop = threading.Event()
@@ -79,7 +79,7 @@ class StaleTrials:
         self._silent_since: dict[int, float] = {}  # trial id -> first seen without a heartbeat
 
     def fail(self, study: optuna.Study, trials: list[FrozenTrial]) -> None:
-        backend = _backend(study)
+        backend = rdb_backend(study)
         if backend is None or backend.heartbeat_interval is None:
             return
         with warnings.catch_warnings():  # "fail_stale_trials is experimental"

@@ -107,9 +107,7 @@ def check_payload(
         state = TrainState()
         state.load_dict(payload["state"])
         _check_position(state, too_far=False)
-        acc = payload["accumulators"]
-        _check_accumulators(acc["loss_sum"], acc["correct"], int(acc["seen"]))
-        float(acc["loss_sum_host"])
+        EpochTotals.from_state_dict(payload["accumulators"], torch.device("cpu"))
         rng = payload["rng"]["torch"]
         ours = torch.get_rng_state()
         if not isinstance(rng, Tensor) or rng.dtype != ours.dtype or rng.shape != ours.shape:
@@ -122,11 +120,6 @@ def _check_position(s: TrainState, *, too_far: bool) -> None:
             f"holds an impossible position (epoch {s.epoch}, batch {s.batch}, "
             f"step {s.step}); refused"
         )
-
-
-def _check_accumulators(loss_sum: Tensor, correct: Tensor, seen: int) -> None:
-    if loss_sum.numel() != 1 or correct.numel() != 1 or seen < 0:
-        raise CheckpointError("holds accumulators of the wrong shape or sign; refused")
 
 
 def restore_trainer(trainer: Trainer, payload: dict[str, Any]) -> None:
@@ -189,14 +182,8 @@ def _check_meta(trainer: Trainer, meta: dict[str, Any]) -> None:
 
 
 def _restore_accumulators(trainer: Trainer, acc: dict[str, Any]) -> None:
-    device = trainer._device_dtype()[0]
-    loss_sum = acc["loss_sum"].to(device, torch.float64)
-    correct = acc["correct"].to(device, torch.int64)
-    seen = int(acc["seen"])
+    trainer.totals = EpochTotals.from_state_dict(acc, trainer._device_dtype()[0])
     s = trainer.state
-    _check_accumulators(loss_sum, correct, seen)
-    host = float(acc["loss_sum_host"])
-    trainer.totals = EpochTotals(loss_sum.reshape(()), correct.reshape(()), host, seen)
     sized = trainer._source is None or trainer._source.batches_per_epoch > 0
     _check_position(s, too_far=sized and s.batch > max(s.batches_per_epoch, 1))
 

@@ -130,8 +130,8 @@ def guard_finite(trainer: Trainer, loss: Tensor, grads: bool = True) -> bool:
 
 def diverge(trainer: Trainer, loss: Tensor) -> None:
     """Stop the run as diverged, saying which of loss and gradients became non-finite."""
-    trainer.state.diverged = True
     state = trainer.state
+    state.diverged = True
     trainer.request_stop(divergence(trainer.model, loss, state.epoch, state.step))
 
 

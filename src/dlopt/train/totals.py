@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from dlopt.errors import CheckpointError
 from dlopt.regularize.penalties import sparsity
 
 if TYPE_CHECKING:
@@ -61,6 +62,18 @@ class EpochTotals:
             "loss_sum_host": self.host,
             "seen": self.seen,
         }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], device: torch.device) -> EpochTotals:
+        """The totals a :meth:`state_dict` saved, on `device`; any key missing, or a sum of the
+        wrong kind, raises (a CheckpointError for a shape or a sign)."""
+        loss_sum = state["loss_sum"].to(device, torch.float64)
+        correct = state["correct"].to(device, torch.int64)
+        seen = int(state["seen"])
+        if loss_sum.numel() != 1 or correct.numel() != 1 or seen < 0:
+            raise CheckpointError("holds accumulators of the wrong shape or sign; refused")
+        host = float(state["loss_sum_host"])
+        return cls(loss_sum.reshape(()), correct.reshape(()), host, seen)
 
 
 def epoch_metrics(trainer: Trainer, val: Any) -> dict[str, float]:
