@@ -230,7 +230,7 @@ def test_workers_die_with_the_search_process(tmp_path, launch):
 def test_the_claims_query_reads_what_get_trials_reads(kind, tmp_path):
     """The one query the claim loop makes on a database gives each trial's entry and state as
     Optuna's own reading of the trials does: tags, and every state."""
-    from dlopt.search._claim import ENTRY, _claims
+    from dlopt.search._claim import ENTRY, Claims, _claims
 
     url = database_url(storages(tmp_path)[kind])
     study = optuna.create_study(storage=url, study_name=f"claims-{uuid.uuid4().hex[:8]}")
@@ -251,3 +251,17 @@ def test_the_claims_query_reads_what_get_trials_reads(kind, tmp_path):
     assert sorted(_claims(study)) == expected
     assert [state.name for _, state in expected].count("RUNNING") == 1
     assert (1, optuna.trial.TrialState.COMPLETE) in expected  # the tag, not the number 4
+
+    def everything():
+        return [(entry_of(t), t.state) for t in study.get_trials(deepcopy=False)]
+
+    known = Claims()  # the incremental read: the finished trials before the RUNNING one kept
+    assert known.read(study) == everything() and len(known.finished) == 3
+    running = study.get_trials(deepcopy=False)[3]
+    study.tell(running.number, 2.0)  # trial 3 finishes, and the waiting trial 5 starts
+    assert study.ask().number == 5
+    assert _claims(study, since=4) == everything()[4:]
+    assert known.read(study) == everything() and len(known.finished) == 5
+    study.tell(5, 3.0)
+    study.tell(study.ask(), state=optuna.trial.TrialState.PRUNED)  # a new trial, 6
+    assert known.read(study) == everything() and len(known.finished) == 7
