@@ -26,3 +26,24 @@ def test_evaluations_against_scipy_on_the_bench_problems():
         assert values, method
         assert statistics.median(values) <= 1.0, (method, values)
         assert max(values) <= 1.25, (method, values)
+
+
+def test_contenders_run_in_turns_and_the_table_keeps_every_run():
+    """`dlopt bench optim` takes its contenders in turns (a, b, a, b, …) and its table's
+    median and minimum are over all the repeats, not over the fastest run alone."""
+    from dlopt.benchmarks.optim_contenders import fastest, interleaved_runs
+
+    order: list[str] = []
+    seconds = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0])}
+
+    def call(name):
+        def run():
+            order.append(name)
+            return {"seconds": next(seconds[name])}
+
+        return run
+
+    runs = interleaved_runs({"a": call("a"), "b": call("b")}, 3)
+    assert order == ["a", "b"] * 3
+    assert [r["seconds"] for r in runs["a"]] == [3.0, 1.0, 2.0]
+    assert fastest(runs) == {"a": {"seconds": 1.0}, "b": {"seconds": 4.0}}

@@ -176,17 +176,29 @@ def _counting_closure(
     return closure, calls
 
 
-def best_interleaved(
+def interleaved_runs(
     calls: dict[str, Callable[[], dict[str, float]]], repeats: int, pause: float = 0.0
-) -> dict[str, dict[str, float]]:
-    """Each call's fastest run of `repeats`, taken in turns (a, b, c, a, b, c, …) so that a
-    drift of the machine's speed weighs on every contender alike; `pause` seconds before each
-    run let the threads of the last one (OpenBLAS's spin about 0.1 s) fall asleep first."""
+) -> dict[str, list[dict[str, float]]]:
+    """Each call's `repeats` runs, taken in turns (a, b, c, a, b, c, …) so that a drift of the
+    machine's speed weighs on every contender alike; `pause` seconds before each run let the
+    threads of the last one (OpenBLAS's spin about 0.1 s) fall asleep first."""
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
             time.sleep(pause)
             runs[name].append(call())
+    return runs
+
+
+def best_interleaved(
+    calls: dict[str, Callable[[], dict[str, float]]], repeats: int, pause: float = 0.0
+) -> dict[str, dict[str, float]]:
+    """Each call's fastest run of `repeats` taken in turns (`interleaved_runs`)."""
+    return fastest(interleaved_runs(calls, repeats, pause))
+
+
+def fastest(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Each contender's run with the fewest seconds."""
     return {name: min(done, key=lambda r: r["seconds"]) for name, done in runs.items()}
 
 

@@ -14,7 +14,8 @@ from dlopt.benchmarks.optim_contenders import (
     _ours,
     _torch_lbfgs,
     _torch_lbfgs_defaults,
-    best_interleaved,
+    fastest,
+    interleaved_runs,
 )
 from dlopt.benchmarks.optim_notes import _vs_torch_note, hvp_notes
 from dlopt.benchmarks.optim_problems import ROSENBROCK, problems
@@ -56,10 +57,11 @@ def optim_benchmark_on_device(repeats: int, device: torch.device) -> BenchReport
         }
         for call in runs.values():
             call()  # warm-up: kernels, allocator
-        fastest = best_interleaved(runs, repeats)
+        all_runs = interleaved_runs(runs, repeats)
+        best_of = fastest(all_runs)
         seconds = {}
         for name, call in runs.items():
-            best = fastest[name]
+            best = best_of[name]
             syncs, _ = device_syncs(call)
             seconds[name] = best["seconds"]
             rows.append(
@@ -73,7 +75,9 @@ def optim_benchmark_on_device(repeats: int, device: torch.device) -> BenchReport
             f"{'':<18}L-BFGS wall time dlopt / torch: {lbfgs_vs_torch[-1]:.2f} "
             f"(strong Wolfe), {lbfgs_vs_defaults[-1]:.2f} (torch's defaults; nit = step() calls)"
         )
-        timings.append(Timing(f"L-BFGS {problem.name}", [seconds["dlopt lbfgs"]]))
+        timings.append(
+            Timing(f"L-BFGS {problem.name}", [r["seconds"] for r in all_runs["dlopt lbfgs"]])
+        )
     notes = [
         "",
         f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}",
