@@ -5,7 +5,9 @@ inside the objective."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -124,13 +126,24 @@ def torchmin_available() -> bool:
     return importlib.util.find_spec("torchmin") is not None
 
 
+@contextmanager
+def quiet_jit_deprecation() -> Iterator[None]:
+    """Without torch 2.13's DeprecationWarning for ``torch.jit.script``, which torchmin's import
+    and torch's own forward-mode decompositions (torch.func.jvp) call: a warning about their
+    code that the bench would print as its own."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
+        yield
+
+
 def _torchmin(problem: Problem, method: str) -> dict[str, float]:
     """pytorch-minimize's `method` on the same torch objective, forward calls counted inside
     it (each one f+∇f there). Its Newton-CG's Hv products reuse the graph, out of reach of a
     counter in the objective: its result's ``ncg``, the CG iterations (one product each; a CG
     solve that ends on negative curvature made one more, uncounted), is the count shown — it
     has no ``nhev``, and reading that field reported 0."""
-    import torchmin
+    with quiet_jit_deprecation():
+        import torchmin
 
     calls = [0]
 
