@@ -238,9 +238,9 @@ class Claims:
 
     def read(self, study: optuna.Study) -> list[Claim]:
         fresh = _claims(study, since=len(self.finished))
-        done = next((i for i, (_, state) in enumerate(fresh) if not state.is_finished()), None)
-        self.finished += fresh if done is None else fresh[:done]
-        return self.finished if done is None else self.finished + fresh[done:]
+        done = next((i for i, (_, s) in enumerate(fresh) if not s.is_finished()), len(fresh))
+        self.finished += fresh[:done]
+        return self.finished + fresh[done:]
 
 
 def _claims(study: optuna.Study, since: int = 0) -> list[Claim]:
