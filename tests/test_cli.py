@@ -100,6 +100,29 @@ def test_bench_lists_and_runs_with_finite_ratios(capsys):
     assert main(["bench", "nope"]) == 2
 
 
+def test_a_bench_report_as_json_keeps_every_run_and_its_data(tmp_path):
+    from dlopt.benchmarks import BenchReport, Timing
+
+    report = BenchReport(
+        "t",
+        "run",
+        [Timing("a", [0.3, 0.1, 0.2]), Timing("b", [0.4])],
+        baseline="b",
+        data={"runs": {"p lbfgs": {"lbfgs": [{"seconds": 0.1, "nfev": 7}]}}},
+    )
+    as_json = json.loads(json.dumps(report.to_json()))
+    a, b = as_json["timings"]
+    assert a["seconds"] == [0.3, 0.1, 0.2] and a["median_s"] == 0.2 and a["min_s"] == 0.1
+    assert a["ratio"] == 0.5 and b["ratio"] == 1.0
+    assert as_json["data"]["runs"]["p lbfgs"]["lbfgs"][0]["nfev"] == 7
+    assert "data" not in BenchReport("t", "run", [Timing("b", [0.4])], baseline="b").to_json()
+    path = tmp_path / "trainer.json"
+    written = run_benchmark("trainer", repeats=1, echo=False, json_path=path)
+    on_disk = json.loads(path.read_text())
+    assert [t["name"] for t in on_disk["timings"]] == [t.name for t in written.timings]
+    assert [t["seconds"] for t in on_disk["timings"]] == [t.seconds for t in written.timings]
+
+
 def test_ensemble_bench_times_stacked_and_one_by_one_training():
     report = run_benchmark("ensemble", repeats=1, echo=False)
     names = [t.name for t in report.timings]

@@ -41,6 +41,9 @@ class BenchReport:
     timings: list[Timing]
     baseline: str  # the name the ratios divide by
     notes: list[str] = field(default_factory=list)
+    # what the notes say, as numbers (JSON only): e.g. the optim bench's every contender run
+    # and its per-iteration overheads, so that tools read them without parsing text
+    data: dict[str, Any] = field(default_factory=dict)
     threads: int = field(default_factory=torch.get_num_threads)
     load: tuple[float, float, float] = field(default_factory=lambda: _load_average())
 
@@ -88,6 +91,7 @@ class BenchReport:
                 for t in self.timings
             ],
             "notes": self.notes,
+            **({"data": self.data} if self.data else {}),
         }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import torch
 
@@ -85,6 +86,7 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
     lbfgs_vs_defaults: list[float] = []
     lbfgs_floor: list[float] = []
     timings = []
+    data: dict[str, dict[str, Any]] = {"runs": {}, "overhead_us": {}}
     every = problems()  # built once: loading and splitting digits is not free
     for problem in every:
         n = problem.x0.numel()
@@ -100,6 +102,7 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
             if torchmin_available() and not (ours == "bfgs" and n >= 1000):
                 contenders["torchmin"] = partial(_torchmin, problem, ours)
             runs = interleaved_runs(contenders, repeats)
+            data["runs"][f"{problem.name} {ours}"] = runs  # every contender's every run
             best = fastest(runs)
             ours_run = best[ours]
             ref = best.get("scipy")
@@ -184,6 +187,9 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
         for ours, theirs in (("lbfgs", "L-BFGS-B"), ("cg", "CG")):
             scipy_best = min(_scipy(by_name[name], theirs)["overhead"] for _ in range(5))
             ours_best = overhead_per_iteration(by_name[name], ours)
+            data["overhead_us"].setdefault(name, {}).update(
+                {ours: ours_best * 1e6, theirs: scipy_best * 1e6}
+            )
             parts.append(
                 f"{ours} {ours_best * 1e6:.0f} µs (scipy {theirs} {scipy_best * 1e6:.0f} µs, "
                 f"ratio {ours_best / scipy_best:.2f})"
@@ -210,4 +216,5 @@ def optim_benchmark(repeats: int, device: torch.device) -> BenchReport:
         timings,
         baseline=timings[0].name,
         notes=rows + notes,
+        data=data,
     )

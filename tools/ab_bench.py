@@ -1,0 +1,274 @@
+"""Before/after for every row of `dlopt bench`, in one interleaved run (issue 19's table).
+
+    OMP_NUM_THREADS=1 python tools/ab_bench.py --before 4a4450b --rounds 3 --json ab.json
+    OMP_NUM_THREADS=1 python tools/ab_bench.py --before 4a4450b --rounds 1 linear bn-fold
+
+"Before" is this checkout with one package — the code a bench measures — taken from the
+commit `--before`: `regularize` for `linear`, `nn` for `bn-fold`, `augment`, `ensemble`,
+`optim`, `train` for `trainer`. Everything else, the bench's own code first, is this
+checkout's, so that both sides run the same harness, problems and anchors: only the code under
+test differs. (Files added to the package since are kept; the old package does not import
+them.) The old StackedEnsemble has no `fused` (it always ran through vmap), so the before side
+drops that argument.
+
+Each round runs every bench once per side, `--repeats` interleaved repeats each, in its own
+process, in the order before, after, then after, before in the next round: a drift of the
+machine's speed weighs on both. A row's figures are medians over every repeat of every
+round; its anchor, timed in the same processes, gives each side its own ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBJECT = {
+    "linear": "regularize",
+    "bn-fold": "nn",
+    "augment": "augment",
+    "ensemble": "ensemble",
+    "trainer": "train",
+    "optim": "optim",
+}
+# (row, bench, dlopt's timing, the anchor's timing): milliseconds, median of the runs
+TIMED = [
+    ("lasso λ=2000", "linear", "dlopt lasso", "sklearn lasso"),
+    ("elastic net λ=2000", "linear", "dlopt elastic_net", "sklearn elastic_net"),
+    ("lasso λ=50, dense", "linear", "dlopt lasso dense", "sklearn lasso dense"),
+    ("elastic net λ=50, dense", "linear", "dlopt elastic_net dense", "sklearn elastic_net dense"),
+    ("ridge", "linear", "dlopt ridge", "sklearn ridge"),
+    ("BN fold CNN NCHW", "bn-fold", "CNN folded (dlopt)", "CNN fused (torch)"),
+    (
+        "BN fold CNN channels_last",
+        "bn-fold",
+        "CNN channels_last folded (dlopt)",
+        "CNN channels_last fused (torch)",
+    ),
+    (
+        "BN fold separable b1",
+        "bn-fold",
+        "separable CNN b1 folded (dlopt)",
+        "separable CNN b1 fused (torch)",
+    ),
+    (
+        "BN fold separable b32",
+        "bn-fold",
+        "separable CNN b32 folded (dlopt)",
+        "separable CNN b32 fused (torch)",
+    ),
+    ("BN fold MLP", "bn-fold", "MLP folded (dlopt)", "MLP fused (torch)"),
+    (
+        "affine 256×3×32×32",
+        "augment",
+        "affine (rotation, scale, shift, flip), batched (dlopt)",
+        "affine (rotation, scale, shift, flip), kornia",
+    ),
+    (
+        "crop + flip",
+        "augment",
+        "crop (pad 4) + flip, batched (dlopt)",
+        "crop (pad 4) + flip, kornia",
+    ),
+    *(
+        (
+            f"stacked ensemble, {m} members",
+            "ensemble",
+            f"{m} members, stacked (dlopt)",
+            f"{m} members, one by one",
+        )
+        for m in (5, 8, 20)
+    ),
+    (
+        "Trainer.fit vs index loop",
+        "trainer",
+        "dlopt Trainer.fit",
+        "hand-written loop (index slicing)",
+    ),
+]
+# optim rows from the bench's data: (row, run key, dlopt's contender, anchor, what is compared)
+OPTIM = [
+    ("L-BFGS Rosenbrock n=2 vs SciPy", "rosenbrock-2 lbfgs", "lbfgs", "scipy", "seconds"),
+    ("L-BFGS Rosenbrock n=2 vs torch.optim", "rosenbrock-2 lbfgs", "lbfgs", "torch", "seconds"),
+    (
+        "L-BFGS Rosenbrock n=100 vs torch.optim",
+        "rosenbrock-100 lbfgs",
+        "lbfgs",
+        "torch",
+        "seconds",
+    ),
+    (
+        "L-BFGS Rosenbrock n=1000 vs torch.optim",
+        "rosenbrock-1000 lbfgs",
+        "lbfgs",
+        "torch",
+        "seconds",
+    ),
+    (
+        "L-BFGS Rosenbrock n=10⁴ vs torch.optim",
+        "rosenbrock-10000 lbfgs",
+        "lbfgs",
+        "torch",
+        "seconds",
+    ),
+    ("L-BFGS logreg vs torch.optim", "logreg-digits lbfgs", "lbfgs", "torch", "seconds"),
+    ("L-BFGS MLP vs torch.optim", "mlp-64-32-10 lbfgs", "lbfgs", "torch", "seconds"),
+    ("L-BFGS MLP evaluations vs SciPy", "mlp-64-32-10 lbfgs", "lbfgs", "scipy", "nfev"),
+    ("L-BFGS MLP vs SciPy", "mlp-64-32-10 lbfgs", "lbfgs", "scipy", "seconds"),
+    ("Newton-CG MLP Hv vs torchmin", "mlp-64-32-10 newton-cg", "newton-cg", "torchmin", "nhev"),
+    ("Newton-CG MLP vs torchmin", "mlp-64-32-10 newton-cg", "newton-cg", "torchmin", "seconds"),
+    ("CG logreg evaluations vs SciPy", "logreg-digits cg", "cg", "scipy", "nfev"),
+]
+OVERHEAD = [  # µs per iteration outside the objective: (row, problem, ours, SciPy's)
+    (f"{method} µs/iteration n={n}", f"rosenbrock-{n}", ours, theirs)
+    for n in (2, 100, 1000)
+    for method, ours, theirs in (("L-BFGS", "lbfgs", "L-BFGS-B"), ("CG", "cg", "CG"))
+]
+SHIM = """
+import dlopt.ensemble.stacked as _stacked
+if "fused" not in _stacked.StackedEnsemble.__init__.__code__.co_varnames:
+    _init = _stacked.StackedEnsemble.__init__
+    def _without_fused(self, *args, fused=True, **kwargs):
+        _init(self, *args, **kwargs)
+    _stacked.StackedEnsemble.__init__ = _without_fused
+"""
+
+
+def before_tree(commit: str, bench: str, where: Path) -> Path:
+    """This checkout's src with the bench's subject package from `commit`."""
+    tree = where / f"before-{bench}"
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    package = f"src/dlopt/{SUBJECT[bench]}"
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit, package], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree / "src"
+
+
+def run_side(src: Path, bench: str, repeats: int, out: Path) -> dict:
+    code = (
+        (SHIM if bench == "ensemble" else "")
+        + "from dlopt.benchmarks import run_benchmark\n"
+        + f"run_benchmark({bench!r}, repeats={repeats}, echo=False, json_path={str(out)!r})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=out.parent, capture_output=True, text=True
+    )
+    if done.returncode:
+        raise SystemExit(f"error: {bench} on {src}: {done.stderr.strip().splitlines()[-1]}")
+    return json.loads(out.read_text())
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(results: dict[str, dict[str, list[dict]]]) -> list[dict]:
+    """Rows with before, after and anchor (each side's anchor from its own processes)."""
+    rows = []
+
+    def add(row: str, unit: str, side_values: dict[str, tuple[list[float], list[float]]]) -> None:
+        (b, b_anchor), (a, a_anchor) = side_values["before"], side_values["after"]
+        rows.append(
+            {
+                "row": row,
+                "unit": unit,
+                "before": _median(b),
+                "after": _median(a),
+                "anchor": _median(a_anchor),
+                "before/anchor": _median(b) / _median(b_anchor),
+                "after/anchor": _median(a) / _median(a_anchor),
+                "after/before": _median(a) / _median(b),
+                "runs": len(a),
+            }
+        )
+
+    for row, bench, ours, anchor in TIMED:
+        if bench not in results:
+            continue
+        values = {}
+        for side, reports in results[bench].items():
+            by = [{t["name"]: t["seconds"] for t in rep["timings"]} for rep in reports]
+            values[side] = (
+                [s * 1e3 for r in by for s in r.get(ours, [])],
+                [s * 1e3 for r in by for s in r.get(anchor, [])],
+            )
+        add(row, "ms", values)
+    if "optim" in results:
+        for row, key, ours, anchor, what in OPTIM:
+            values = {}
+            for side, reports in results["optim"].items():
+                runs = [rep["data"]["runs"][key] for rep in reports]
+                scale = 1e3 if what == "seconds" else 1
+                values[side] = (
+                    [r[what] * scale for one in runs for r in one[ours]],
+                    [r[what] * scale for one in runs for r in one.get(anchor, [])],
+                )
+            add(row, "ms" if what == "seconds" else what, values)
+        for row, problem, ours, theirs in OVERHEAD:
+            values = {}
+            for side, reports in results["optim"].items():
+                per = [rep["data"]["overhead_us"][problem] for rep in reports]
+                values[side] = ([p[ours] for p in per], [p[theirs] for p in per])
+            add(row, "µs", values)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| row | before | after | anchor | before/anchor | after/anchor | after/before |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['row']} ({r['unit']}) | {r['before']:.4g} | {r['after']:.4g} | "
+            f"{r['anchor']:.4g} | {r['before/anchor']:.2f} | **{r['after/anchor']:.2f}** | "
+            f"{r['after/before']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("benches", nargs="*", default=list(SUBJECT), choices=list(SUBJECT))
+    parser.add_argument("--before", default="4a4450b", help="the commit of the 'before' code")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1, help="repeats per bench process")
+    parser.add_argument("--json", type=Path, help="write every report and the table here")
+    args = parser.parse_args()
+    results: dict[str, dict[str, list[dict]]] = {
+        b: {"before": [], "after": []} for b in args.benches
+    }
+    with tempfile.TemporaryDirectory(prefix="dlopt-ab-") as scratch:
+        where = Path(scratch)
+        trees = {b: before_tree(args.before, b, where) for b in args.benches}
+        for r in range(args.rounds):
+            order = ("before", "after") if r % 2 == 0 else ("after", "before")
+            for bench in args.benches:
+                for side in order:
+                    src = trees[bench] if side == "before" else ROOT / "src"
+                    out = where / f"{bench}-{side}-{r}.json"
+                    results[bench][side].append(run_side(src, bench, args.repeats, out))
+                    print(f"round {r + 1}/{args.rounds}: {bench} {side} done", file=sys.stderr)
+    rows = table(results)
+    print(
+        f"before = {args.before} (the measured package only), after = this checkout; "
+        f"{args.rounds} rounds × {args.repeats} repeats per side, one process per bench and side, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
+    print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "reports": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
