@@ -67,6 +67,22 @@ def test_stacked_training_equals_training_each_member_alone():
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("classes", [2, 10, 15, 16, 100])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_members_loss_is_each_members_cross_entropy_summed(classes, dtype):
+    from dlopt.ensemble.bagging import member_cross_entropy
+
+    g = torch.Generator().manual_seed(classes)
+    out = torch.randn(5, 33, classes, generator=g, dtype=dtype, requires_grad=True)
+    target = torch.randint(0, classes, (5, 33), generator=g)
+    loss = member_cross_entropy(out, target)
+    (grad,) = torch.autograd.grad(loss, out)
+    alone = sum(F.cross_entropy(out[m], target[m], reduction="sum") for m in range(5))
+    (grad_alone,) = torch.autograd.grad(alone, out)
+    torch.testing.assert_close(loss, alone)
+    torch.testing.assert_close(grad, grad_alone)
+
+
 def test_bootstrap_resamples_hold_about_63_percent_of_the_samples():
     idx = bootstrap_indices(10_000, 20, torch.Generator().manual_seed(0))
     distinct = [len(torch.unique(row)) / 10_000 for row in idx]
