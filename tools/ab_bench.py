@@ -155,15 +155,24 @@ if "DataLoader" not in open(_trainer_module.__file__).read():
 }
 
 
+def fail(message: str) -> None:
+    """One line and exit 2, as dlopt's own commands do for a bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def before_tree(commit: str, bench: str, where: Path) -> Path:
     """This checkout's src with the bench's subject package from `commit`."""
     tree = where / f"before-{bench}"
     shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__"))
     package = f"src/dlopt/{SUBJECT[bench]}"
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit, package], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        ["git", "-C", str(ROOT), "archive", commit, package], capture_output=True
+    )
+    if archive.returncode:
+        why = archive.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        fail(f"--before {commit}: git archive could not read {package} there ({''.join(why)})")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     return tree / "src"
 
 
@@ -178,7 +187,8 @@ def run_side(src: Path, bench: str, repeats: int, out: Path) -> dict:
         [sys.executable, "-c", code], env=env, cwd=out.parent, capture_output=True, text=True
     )
     if done.returncode:
-        raise SystemExit(f"error: {bench} on {src}: {done.stderr.strip().splitlines()[-1]}")
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        fail(f"the {bench} bench failed on {src}: {last}")
     return json.loads(out.read_text())
 
 
@@ -270,6 +280,12 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1; got {text!r}")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("benches", nargs="*", help=f"of {', '.join(SUBJECT)} (all by default)")
@@ -278,13 +294,15 @@ def main() -> None:
         default=FILED,
         help=f"the commit of the 'before' code (default {FILED}: issue 19's filing state)",
     )
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=1, help="repeats per bench process")
+    parser.add_argument("--rounds", type=_positive, default=3)
+    parser.add_argument("--repeats", type=_positive, default=1, help="repeats per bench process")
     parser.add_argument("--json", type=Path, help="write every report and the table here")
     args = parser.parse_args()
     args.benches = args.benches or list(SUBJECT)
     if unknown := [b for b in args.benches if b not in SUBJECT]:
         parser.error(f"no bench {', '.join(unknown)}; choose from {', '.join(SUBJECT)}")
+    if args.json is not None and not args.json.parent.is_dir():
+        fail(f"--json {args.json}: its folder does not exist")
     results: dict[str, dict[str, list[dict]]] = {
         b: {"before": [], "after": []} for b in args.benches
     }
@@ -307,8 +325,14 @@ def main() -> None:
     )
     print(markdown(rows))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "reports": results}, indent=1))
+        from dlopt._io import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps({"rows": rows, "reports": results}, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
