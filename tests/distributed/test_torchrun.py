@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -50,6 +51,24 @@ def on_each_rank(rank: int, world: int, out: Path) -> dict[str, Any]:
     return {"test_metrics": result.test_metrics}
 
 
+def _wait_until_released(folder: Path, timeout: float = 60.0) -> None:
+    """Until no process holds the run folder's flock (what `dlopt train` takes first)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"{folder} still locked after {timeout} s"
+                time.sleep(0.05)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+    finally:
+        os.close(fd)
+
+
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return torch.load(folder / "best.pt", weights_only=True)["model"]
 
@@ -81,6 +100,7 @@ def test_sigkilled_run_resumes_bit_identically(tmp_path: Path, spawned_folder: P
         time.sleep(0.01)
     os.killpg(run.pid, signal.SIGKILL)  # the agent and both workers, mid-run
     run.wait()
+    _wait_until_released(out)  # the workers, orphaned by the agent, may still be exiting
     assert not (out / "metrics.json").exists(), "the run finished before the kill"
     # the shorthand: dlopt train --nproc 2 launches torchrun's agent
     command = [sys.executable, "-m", "dlopt.cli", "train", str(config), "--out", str(out)]

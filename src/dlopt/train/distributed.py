@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from dlopt._processes import die_with_parent
 from dlopt.data.batching import Batches
 from dlopt.errors import InvalidParameterError
 from dlopt.optim.distributed import DistributedClosure, distributed_closure
@@ -52,6 +53,11 @@ def init_process_group(device: torch.device) -> torch.device:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        # a torchrun worker ends with its agent, even a SIGKILLed one: the agent starts each
+        # worker in a session of its own, out of reach of a kill of the agent's process
+        # group, and an orphaned pair of workers would train on and hold the run folder
+        die_with_parent(os.getppid())
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device
