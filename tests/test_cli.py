@@ -116,6 +116,23 @@ def test_a_bench_report_as_json_keeps_every_run_and_its_data(tmp_path):
     assert a["ratio"] == 0.5 and b["ratio"] == 1.0
     assert as_json["data"]["runs"]["p lbfgs"]["lbfgs"][0]["nfev"] == 7
     assert "data" not in BenchReport("t", "run", [Timing("b", [0.4])], baseline="b").to_json()
+    from dlopt.benchmarks.harness import write_json
+
+    failed = BenchReport(
+        "t",
+        "run",
+        [Timing("a", [float("nan")]), Timing("b", [0.4])],
+        baseline="b",
+        data={"gnorm": [float("inf"), 1e-6]},
+    )
+    write_json(failed, tmp_path / "strict.json")
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in the JSON")
+
+    strict = json.loads((tmp_path / "strict.json").read_text(), parse_constant=refuse)
+    assert strict["timings"][0]["seconds"] == [None] and strict["timings"][0]["median_s"] is None
+    assert strict["data"]["gnorm"] == [None, 1e-6]
     path = tmp_path / "trainer.json"
     written = run_benchmark("trainer", repeats=1, echo=False, json_path=path)
     on_disk = json.loads(path.read_text())

@@ -326,8 +326,10 @@ def main() -> None:
     print(markdown(rows))
     if args.json:
         from dlopt._io import write_text_atomic
+        from dlopt.benchmarks.harness import _strict
 
-        write_text_atomic(args.json, json.dumps({"rows": rows, "reports": results}, indent=1))
+        data = _strict({"rows": rows, "reports": results})  # strict JSON: a missing figure is null
+        write_text_atomic(args.json, json.dumps(data, indent=1, allow_nan=False))
 
 
 if __name__ == "__main__":

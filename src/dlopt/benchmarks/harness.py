@@ -7,6 +7,7 @@ repeat so that drift (thermal, other load) hits all alike, with torch's thread c
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import time
@@ -93,6 +94,24 @@ class BenchReport:
             "notes": self.notes,
             **({"data": self.data} if self.data else {}),
         }
+
+
+def write_json(report: BenchReport, path: str | Path) -> None:
+    """`report` as strict JSON (no NaN), written atomically."""
+    text = json.dumps(_strict(report.to_json()), indent=1, allow_nan=False)
+    write_text_atomic(Path(path), text)
+
+
+def _strict(value: Any) -> Any:
+    """`value` with every NaN or infinity (a failed contender's ‖∇f‖, a row not run) as None:
+    strict JSON, which jq and JavaScript read (Python's json writes NaN, which they refuse)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _load_average() -> tuple[float, float, float]:
@@ -220,5 +239,5 @@ def run_benchmark(
     if echo:
         print(report.render())
     if json_path is not None:
-        write_text_atomic(Path(json_path), json.dumps(report.to_json(), indent=1))
+        write_json(report, json_path)
     return report
