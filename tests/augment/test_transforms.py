@@ -95,6 +95,20 @@ def test_crop_flip_is_a_gather_of_the_padded_image():
         crop_flip(x, torch.tensor([[0, 5]]), padding=p)
 
 
+@pytest.mark.parametrize("p", [0, 1, 6, 9])  # 6 × 6 images: padding up to beyond the image
+def test_every_crop_equals_slicing_the_zero_padded_image(p):
+    x = images(n=4)
+    x[0, 0, 2, 3] = float("nan")  # a NaN stays where it is; the padding is still zero
+    padded = F.pad(x, (p,) * 4)
+    for r in range(2 * p + 1):
+        for c in range(2 * p + 1):
+            for f in (False, True):
+                out = crop_flip(x, torch.tensor([r, c]), torch.tensor(f), padding=p)
+                expected = padded[:, :, r : r + 6, c : c + 6]
+                expected = expected.flip(-1) if f else expected
+                torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
+
+
 def test_random_crop_flip_outputs_are_crops_of_the_padded_image():
     x = images(n=20, c=1, h=5, w=5)
     out = RandomCropFlip(padding=1, flip=0.5)(x, torch.Generator().manual_seed(0))

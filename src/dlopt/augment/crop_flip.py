@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dlopt._validation import check_fraction, check_positive_int
@@ -37,17 +36,19 @@ def crop_flip(
             f"crop_flip(offsets=...) must lie in [0, {2 * padding}] (twice the padding); got "
             f"{int(offsets.min())}…{int(offsets.max())}."
         )
-    padded = F.pad(images, (padding,) * 4)
-    wide = w + 2 * padding
-    rows = offsets[:, :1] + torch.arange(h, device=images.device)  # N × H
-    cols = offsets[:, 1:] + torch.arange(w, device=images.device)  # N × W
+    # source rows and columns in the unpadded image (outside it: the zero padding)
+    rows = offsets[:, :1] - padding + torch.arange(h, device=images.device)  # N × H
+    cols = offsets[:, 1:] - padding + torch.arange(w, device=images.device)  # N × W
     if flips is not None:
         flips = torch.as_tensor(flips, device=images.device).bool().expand(n)
         cols = torch.where(flips[:, None], cols.flip(-1), cols)
-    # one gather along the flattened padded plane, shared by the channels
-    index = (rows[:, :, None] * wide + cols[:, None, :]).view(n, 1, h * w)
-    out = padded.flatten(2).gather(2, index.expand(n, images.shape[1], h * w))
-    return restore(out.view(images.shape))
+    outside = ((rows < 0) | (rows >= h))[:, :, None] | ((cols < 0) | (cols >= w))[:, None, :]
+    # one gather along the flattened plane, shared by the channels, then the padding zeroed:
+    # no padded copy of the batch (256 × 3 × 32 × 32, padding 4: 0.56–0.74× the time of
+    # F.pad and a gather from it, interleaved in one process)
+    index = rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :]
+    out = images.flatten(2).gather(2, index.view(n, 1, h * w).expand(n, images.shape[1], h * w))
+    return restore(out.view(images.shape).masked_fill_(outside[:, None], 0))
 
 
 class RandomCropFlip:
