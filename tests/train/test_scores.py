@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import sklearn.metrics as skm
 import torch
+import torch.nn.functional as F
 
 from dlopt.nn import mlp
 from dlopt.train import Checkpoint, EarlyStopping, Trainer
@@ -96,3 +97,25 @@ def test_logged_metrics_drive_early_stopping_and_checkpoint(tmp_path):
     saved = torch.load(tmp_path / "best.pt", weights_only=True)["model"]
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(saved[key], value), key
+
+
+@pytest.mark.parametrize("samples", [7, 204, 1000])
+@pytest.mark.parametrize("classes", [2, 10, 15, 16, 100])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_trainers_cross_entropy_is_torchs(samples, classes, smoothing):
+    from dlopt.train.metrics import LOSSES, cross_entropy, resolve_loss
+
+    g = torch.Generator().manual_seed(samples + classes)
+    for dtype, tol in ((torch.float32, 1e-6), (torch.float64, 1e-13)):
+        out = torch.randn(samples, classes, generator=g, dtype=dtype, requires_grad=True)
+        target = torch.randint(0, classes, (samples,), generator=g)
+        loss = cross_entropy(out, target, label_smoothing=smoothing)
+        (grad,) = torch.autograd.grad(loss, out)
+        ref = F.cross_entropy(out, target, label_smoothing=smoothing)
+        (grad_ref,) = torch.autograd.grad(ref, out)
+        torch.testing.assert_close(loss, ref, rtol=tol, atol=0)
+        torch.testing.assert_close(grad, grad_ref, rtol=tol, atol=tol * grad_ref.abs().max())
+    assert LOSSES["cross_entropy"] is cross_entropy
+    smoothed, classify = resolve_loss("auto", target, smoothing)
+    with torch.no_grad():
+        assert classify and float(smoothed(out, target)) == pytest.approx(float(ref), rel=1e-12)
