@@ -103,7 +103,8 @@ def test_logged_metrics_drive_early_stopping_and_checkpoint(tmp_path):
 @pytest.mark.parametrize("classes", [2, 10, 15, 16, 100])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_the_trainers_cross_entropy_is_torchs(samples, classes, smoothing):
-    from dlopt.train.metrics import LOSSES, cross_entropy, resolve_loss
+    from dlopt.nn.losses import cross_entropy
+    from dlopt.train.metrics import LOSSES, resolve_loss
 
     g = torch.Generator().manual_seed(samples + classes)
     for dtype, tol in ((torch.float32, 1e-6), (torch.float64, 1e-13)):
