@@ -125,7 +125,7 @@ def test_a_bench_report_as_json_keeps_every_run_and_its_data(tmp_path):
         baseline="b",
         data={"gnorm": [float("inf"), 1e-6]},
     )
-    write_json(failed, tmp_path / "strict.json")
+    write_json(failed.to_json(), tmp_path / "strict.json")
 
     def refuse(name: str) -> None:
         raise AssertionError(f"{name} in the JSON")

@@ -325,11 +325,9 @@ def main() -> None:
     )
     print(markdown(rows))
     if args.json:
-        from dlopt._io import write_text_atomic
-        from dlopt.benchmarks.harness import _strict
+        from dlopt.benchmarks.harness import write_json
 
-        data = _strict({"rows": rows, "reports": results})  # strict JSON: a missing figure is null
-        write_text_atomic(args.json, json.dumps(data, indent=1, allow_nan=False))
+        write_json({"rows": rows, "reports": results}, args.json)  # a missing figure is null
 
 
 if __name__ == "__main__":

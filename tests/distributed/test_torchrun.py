@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import subprocess
@@ -14,7 +13,9 @@ from typing import Any
 import pytest
 import torch
 
+from dlopt.errors import DataError
 from dlopt.lab.config import parse_config
+from dlopt.lab.folder import locked
 
 CONFIG = {
     "name": "ddp",
@@ -52,21 +53,15 @@ def on_each_rank(rank: int, world: int, out: Path) -> dict[str, Any]:
 
 
 def _wait_until_released(folder: Path, timeout: float = 60.0) -> None:
-    """Until no process holds the run folder's flock (what `dlopt train` takes first)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                assert time.monotonic() < deadline, f"{folder} still locked after {timeout} s"
-                time.sleep(0.05)
-            else:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+    """Until `dlopt train` could take the run folder (no process holds its lock)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with locked(folder):
                 return
-    finally:
-        os.close(fd)
+        except DataError:
+            assert time.monotonic() < deadline, f"{folder} still locked after {timeout} s"
+            time.sleep(0.05)
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

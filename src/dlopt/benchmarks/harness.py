@@ -96,9 +96,10 @@ class BenchReport:
         }
 
 
-def write_json(report: BenchReport, path: str | Path) -> None:
-    """`report` as strict JSON (no NaN), written atomically."""
-    text = json.dumps(_strict(report.to_json()), indent=1, allow_nan=False)
+def write_json(data: dict[str, Any], path: str | Path) -> None:
+    """`data` (a report's ``to_json()``, or a tool's tables) as strict JSON, written
+    atomically."""
+    text = json.dumps(_strict(data), indent=1, allow_nan=False)
     write_text_atomic(Path(path), text)
 
 
@@ -239,5 +240,5 @@ def run_benchmark(
     if echo:
         print(report.render())
     if json_path is not None:
-        write_json(report, json_path)
+        write_json(report.to_json(), json_path)
     return report
