@@ -26,6 +26,7 @@ def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], out: Path, 
     try:
         result = fn(rank, world, *args)
         torch.save(result, out / f"rank{rank}.pt")
+        dist.barrier()  # leave together: none tears its connections down while another works
     finally:
         dist.destroy_process_group()
 

@@ -207,6 +207,7 @@ def train_run(
                 splits.val,
                 resume_from=checkpoint if resume else None,
             )
+        parallel.leave_together()
         return RunResult(trainer, {}, trainer.state.interrupted)
     with locked(out):
         pending = store_or_check_config(config, out, resume=resume)
@@ -215,7 +216,10 @@ def train_run(
             trainer.fit(train, splits.val, resume_from=checkpoint if resume else None)
         if pending:
             write_config(config, out)
-        return _finish(config, out, trainer, splits, quiet)
+        result = _finish(config, out, trainer, splits, quiet)
+    if parallel is not None:
+        parallel.leave_together()
+    return result
 
 
 def _parallel(
