@@ -178,6 +178,30 @@ def test_usage_errors_are_one_line(argv, capsys):
     assert_one_error_line(capsys.readouterr().err)
 
 
+def test_a_bench_json_that_cannot_be_written_is_refused_before_the_bench_runs(
+    tmp_path, capsys, monkeypatch
+):
+    from dlopt.benchmarks import harness
+
+    ran = []
+    monkeypatch.setitem(
+        harness.BENCHMARKS,
+        "trainer",
+        harness.Benchmark(
+            "trainer",
+            "probe",
+            lambda *a: ran.append(1) or None,
+            ("cpu",),  # type: ignore[arg-type]
+        ),
+    )
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for target in (tmp_path, a_file / "out.json"):  # a folder; below a file
+        assert main(["bench", "trainer", "--json", str(target)]) == 2
+        assert_one_error_line(capsys.readouterr().err)
+    assert ran == [] and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_bench_on_cuda_without_a_gpu_is_a_clear_error(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

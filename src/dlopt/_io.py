@@ -41,6 +41,18 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     _fsync_dir(path.parent)
 
 
+def check_writable(path: str | Path) -> None:
+    """Fail now, before any long work, where `atomic_open(path)` would fail at the end: its
+    folder cannot be made or written, or `path` is a folder (OSError or DloptError)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DloptError("is a folder; give a file name", source=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _umask() -> int:
     """The process umask (read by setting it, so set it straight back)."""
     mask = os.umask(0o022)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dlopt._io import write_text_atomic
+from dlopt._io import check_writable, write_text_atomic
 from dlopt._validation import unknown
 from dlopt.errors import DloptError
 
@@ -234,6 +234,9 @@ def run_benchmark(
             source="bench",
         )
     from dlopt.train.progress import quiet_trainers
+
+    if json_path is not None:
+        check_writable(json_path)  # not after minutes of benchmarking
 
     with pinned(threads), quiet_trainers():
         report = bench.run(repeats, where)
