@@ -13,11 +13,20 @@ G_W grows by its new blocks only (X_WᵀX_new, X_newᵀX_new); once W and the vi
 more than half the columns, W takes them all (a dense solution: the Gram path's cost). The
 certificate is the same KKT test as the Gram path's, so both give the same ŵ to rounding
 wherever the minimizer is unique.
+
+A dense solution needs the whole Gram matrix, n·d² flops: that product is formed in float32
+(half the time) and the answer refined to float64 by exact correlations (:func:`l1_refined`),
+with the float64 Gram as the fallback where float32 is too coarse for X. On 20000 × 500 with
+371 non-zero coefficients: 136 → 71 ms, against scikit-learn's coordinate descent 76–80.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
+from scipy.linalg.lapack import dpocon, dpotrf, dpotrs
 from torch import Tensor
 
 
@@ -29,68 +38,147 @@ def gram(X: Tensor) -> Tensor:
     return X.T @ X
 
 
+def column_mean(X: Tensor) -> Tensor:
+    """X's column means; on the CPU by numpy (20000 × 500: 2.2 ms against torch's 3.8)."""
+    if X.device.type == "cpu":
+        return torch.from_numpy(X.numpy().mean(0))
+    return X.mean(0)
+
+
 def soft_threshold(z: Tensor, threshold: float | Tensor) -> Tensor:
     """The proximal map of t‖·‖₁: sign(z)·max(|z| − t, 0). Gives exact zeros."""
     return torch.sign(z) * torch.clamp(z.abs() - threshold, min=0)
 
 
+SUPPORT_CHOLESKY_MIN_RCOND = 1e-8
+"""polish solves on the support by Cholesky when LAPACK's estimate of 1/cond (dpocon) is at
+least this, and by the eigendecomposition otherwise. Where Cholesky is used, eigh would drop
+no eigenvalue (its cutoff is |S|·ε·λ_max) and both answers agree to cond·ε ≤ 10⁻⁸ relative;
+Cholesky costs |S|³/3 flops against eigh's ~9|S|³ (371 columns: 0.6 against 18 ms)."""
+
+
+def _support_solve(A: Tensor, b: Tensor) -> Tensor:
+    """A⁻¹b for a positive semi-definite A, minimum-norm where A is (nearly) singular: with
+    A = QΛQᵀ, eigenvalues below |S|·ε·λ_max dropped; by Cholesky when A is well conditioned
+    (on the CPU, see SUPPORT_CHOLESKY_MIN_RCOND)."""
+    if A.device.type == "cpu":
+        An = A.numpy()
+        factor, info = dpotrf(An, lower=1, clean=0)
+        if info == 0:
+            rcond, info = dpocon(factor, float(np.abs(An).sum(0).max()), uplo="L")
+            if info == 0 and rcond >= SUPPORT_CHOLESKY_MIN_RCOND:
+                x, info = dpotrs(factor, b.numpy()[:, None], lower=1)
+                if info == 0:
+                    return torch.from_numpy(x[:, 0])
+    values, Q = torch.linalg.eigh(A)
+    cutoff = A.shape[0] * torch.finfo(A.dtype).eps * max(float(values[-1]), 0.0)
+    inverse = torch.where(values > cutoff, 1 / values, torch.zeros_like(values))
+    return Q @ (inverse * (Q.T @ b))
+
+
+def kkt_violation(correlation: Tensor, w: Tensor, lam: float, l2: float) -> float:
+    """How far w misses the KKT conditions of ½wᵀGw − cᵀw + l2‖w‖² + lam‖w‖₁, given
+    correlation = c − Gw (= X_cᵀ(y_c − X_c w)): X_jᵀr − 2·l2·w_j = lam·sign(w_j) on the
+    support, |X_jᵀr| ≤ lam off it. 0 when they hold exactly."""
+    support = w != 0
+    worst = 0.0
+    if support.any():
+        on = correlation[support] - 2 * l2 * w[support] - lam * torch.sign(w[support])
+        worst = float(on.abs().max())
+    off = ~support
+    if off.any():
+        worst = max(worst, float(correlation[off].abs().max()) - lam)
+    return worst
+
+
+def kkt_slack(c: Tensor, lam: float) -> float:
+    """The rounding a certified answer may leave in the KKT conditions (see kkt_violation)."""
+    return 1e-9 * max(1.0, float(c.abs().max()) if c.numel() else 0.0, lam)
+
+
 def polish(G: Tensor, c: Tensor, w: Tensor, lam: float, l2: float) -> Tensor | None:
     """Exact solution on w's support and signs, or None if the KKT conditions fail.
 
-    The minimum-norm solve on the support: with A = X_SᵀX_S + 2·l2·I = QΛQᵀ, eigenvalues
-    below |S|·ε·λ_max dropped, so collinear columns (a singular A) are solved too; an
-    inconsistent system (no solution with these signs) fails the KKT test on the support.
+    The minimum-norm solve on the support: A = X_SᵀX_S + 2·l2·I (see _support_solve), so
+    collinear columns (a singular A) are solved too; an inconsistent system (no solution with
+    these signs) fails the KKT test on the support.
     """
     support = w != 0
     signs = torch.sign(w[support])
     exact = torch.zeros_like(w)
     if support.any():
-        A = G[support][:, support] + 2 * l2 * torch.eye(
-            int(support.sum()), dtype=G.dtype, device=G.device
-        )
-        values, Q = torch.linalg.eigh(A)
-        cutoff = A.shape[0] * torch.finfo(A.dtype).eps * max(float(values[-1]), 0.0)
-        inverse = torch.where(values > cutoff, 1 / values, torch.zeros_like(values))
-        w_s = Q @ (inverse * (Q.T @ (c[support] - lam * signs)))
+        A = G[support][:, support]
+        A.diagonal().add_(2 * l2)
+        w_s = _support_solve(A, c[support] - lam * signs)
         if not torch.equal(torch.sign(w_s), signs):
             return None
         exact[support] = w_s
-    correlation = c - G @ exact  # Xᵀ(y − Xw)
-    slack = 1e-9 * max(1.0, float(c.abs().max()), lam)
-    if support.any():
-        on = correlation[support] - 2 * l2 * exact[support] - lam * signs
-        if float(on.abs().max()) > slack:
-            return None
-    off = ~support
-    if off.any() and float(correlation[off].abs().max()) > lam + slack:
+    if kkt_violation(c - G @ exact, exact, lam, l2) > kkt_slack(c, lam):
         return None
     return exact
 
 
+POWER_ITERATIONS = 8
+"""Power iterations for FISTA's first Lipschitz estimate (backtracking corrects it)."""
+
+
+def _lipschitz_guess(G: Tensor) -> float:
+    """An estimate of λ_max(G) from below: the Rayleigh quotient after POWER_ITERATIONS power
+    iterations from a fixed pseudo-random start (eigvalsh: 11 ms at d = 500, this: 0.2)."""
+    v = torch.randn(len(G), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    v = v.to(G.device, G.dtype)
+    for _ in range(POWER_ITERATIONS):
+        v = G @ v
+        norm = float(torch.linalg.vector_norm(v))
+        if not norm > 0 or not math.isfinite(norm):
+            return 1.0
+        v /= norm
+    return max(float(v @ (G @ v)), 1e-300)
+
+
 def l1_solve(
-    G: Tensor, c: Tensor, lam: float, l2: float, max_iter: int
+    G: Tensor, c: Tensor, lam: float, l2: float, max_iter: int, start: Tensor | None = None
 ) -> tuple[Tensor, int, bool]:
-    """argmin ½wᵀGw − cᵀw + l2‖w‖² + lam‖w‖₁ by FISTA with restarts, then polishing:
-    (w, iterations, certified)."""
+    """argmin ½wᵀGw − cᵀw + l2‖w‖² + lam‖w‖₁ by FISTA with restarts from `start` (default 0),
+    then polishing: (w, iterations, certified).
+
+    FISTA with backtracking (Beck & Teboulle 2009): the step is 1/L, L first 1.05× a power
+    estimate of λ_max(G) + 2·l2, doubled whenever a step breaks the quadratic upper bound
+    ΔᵀHΔ ≤ L‖Δ‖² (Δ = w_next − z, H = G + 2·l2·I) that the prox-gradient step relies on. Hw
+    and Hz are carried along (Hz by the same combination as z), so each iteration costs one
+    product with G, as with a fixed step.
+    """
     d = G.shape[0]
     if d == 0:
         return G.new_zeros(0), 0, True
     zero = polish(G, c, G.new_zeros(d), lam, l2)
     if zero is not None:  # λ ≥ ‖Xᵀy‖∞: w = 0, certified before any iteration
         return zero, 0, True
-    step = 1.0 / (float(torch.linalg.eigvalsh(G)[-1]) + 2 * l2 + 1e-300)
-    w = torch.zeros(d, dtype=G.dtype, device=G.device)
-    z, t = w.clone(), 1.0
+    L = 1.05 * (_lipschitz_guess(G) + 2 * l2)
+    w = G.new_zeros(d) if start is None else start.clone()
+    Hw = G @ w + 2 * l2 * w
+    z, Hz, t = w, Hw, 1.0
     previous_support = None
     for it in range(1, max_iter + 1):
-        grad = G @ z - c + 2 * l2 * z
-        w_next = soft_threshold(z - step * grad, step * lam)
+        while True:
+            w_next = soft_threshold(z - (Hz - c) / L, lam / L)
+            Hw_next = G @ w_next + 2 * l2 * w_next
+            delta = w_next - z
+            dd = float(delta @ delta)
+            # below ~1e-8 relative, Hw_next − Hz is rounding: no test (and no doubling)
+            if dd <= 1e-16 * float(w_next @ w_next) or float(delta @ (Hw_next - Hz)) <= L * dd:
+                break
+            L *= 2
+            if not math.isfinite(L):
+                return w, it, False
         t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
         if float((w_next - w) @ (z - w_next)) > 0:  # gradient-based restart (O'Donoghue–Candès)
-            t_next, z = 1.0, w_next
+            t_next, z, Hz = 1.0, w_next, Hw_next
         else:
-            z = w_next + ((t - 1) / t_next) * (w_next - w)
-        w, t = w_next, t_next
+            momentum = (t - 1) / t_next
+            z = w_next + momentum * (w_next - w)
+            Hz = Hw_next + momentum * (Hw_next - Hw)
+        w, Hw, t = w_next, Hw_next, t_next
         if it % 10 == 0:
             support = (w != 0).cpu()
             if previous_support is not None and torch.equal(support, previous_support):
@@ -138,7 +226,11 @@ def l1_working_set(
         if used >= max_iter:
             return w, used, False
         if 2 * int((inside | violators).sum()) > d:  # W would hold most columns: all of them
-            violators = ~inside
+            refined = l1_refined(X, y_centred, x_mean, c, lam, l2, max(max_iter - used, 1), w)
+            if refined is not None:
+                w, iterations, certified = refined
+                return w, used + iterations, certified
+            violators = ~inside  # float32 too coarse for this X: the float64 Gram
         else:
             budget = max(WORKING_SET_GROWTH, int(inside.sum()))  # W at most doubles per round
             if count > budget:  # the worst violators first
@@ -163,6 +255,141 @@ def l1_working_set(
         w[cols] = w_w
         if not certified or cols.numel() == d:  # with every column, l1_solve's KKT test is final
             return w, used, certified
-        residual = y_centred - (X_w @ w_w - x_mean[cols] @ w_w)  # y_c − X_c w
-        correlation = X.T @ residual - x_mean * residual.sum()  # X_cᵀ r
-        excess = correlation.abs() - lam
+        excess = correlation(X, y_centred, x_mean, w_w, X_w, cols).abs() - lam
+
+
+CORRELATION_ROWS = 128
+"""Rows per block of correlation() on the CPU: X_w w and Xᵀr read each block once, while it
+is in cache (20000 × 500: 3.5 ms against 5.6 for two whole passes)."""
+
+
+def correlation(
+    X: Tensor,
+    y_centred: Tensor,
+    x_mean: Tensor,
+    w: Tensor,
+    X_w: Tensor | None = None,
+    cols: Tensor | None = None,
+) -> Tensor:
+    """X_cᵀ(y_c − X_c w) without centring X (X_c = X − 1x̄ᵀ); w over the columns `cols` of X
+    (X_w = X[:, cols]) when given, else over all of them. On the CPU in numpy by blocks of
+    CORRELATION_ROWS rows, one pass over X; elsewhere two products in torch."""
+    X_w = X if X_w is None else X_w
+    shift = float((x_mean if cols is None else x_mean[cols]) @ w)  # x̄_Wᵀw
+    if X.device.type == "cpu":
+        return _correlation_by_blocks(X, X_w, y_centred, x_mean, w, shift)
+    residual = y_centred - (X_w @ w - shift)  # y_c − X_c w
+    return X.T @ residual - x_mean * residual.sum()
+
+
+def _correlation_by_blocks(
+    X: Tensor, X_w: Tensor, y_centred: Tensor, x_mean: Tensor, w: Tensor, shift: float
+) -> Tensor:
+    Xn, Xn_w, wn, y = X.numpy(), X_w.numpy(), w.numpy(), y_centred.numpy()
+    total, residual = np.zeros(Xn.shape[1]), np.empty(len(y))
+    for start in range(0, len(y), CORRELATION_ROWS):
+        rows = slice(start, start + CORRELATION_ROWS)
+        r = residual[rows]
+        np.subtract(y[rows] + shift, Xn_w[rows].dot(wn), out=r)
+        total += r.dot(Xn[rows])
+    return torch.from_numpy(total - x_mean.numpy() * residual.sum())
+
+
+GRAM_ROWS = 2048
+"""Rows per block of the float32 Gram matrix on the CPU: a 4 MB float32 copy at d = 500."""
+
+
+def centred_gram_float32(X: Tensor, x_mean: Tensor) -> tuple[Tensor, Tensor]:
+    """(G̃, diag G): X_cᵀX_c in float32 (summed and returned in float64) from X rounded to
+    float32 and centred there, and its diagonal ‖x_j − x̄_j‖² in float64 to check it by.
+
+    Half the time of the float64 product (20000 × 500: 52 against 97 ms, rounding, centring
+    and the check included). On the CPU by blocks of GRAM_ROWS rows (no float32 copy of X,
+    and each block's sum rounded apart: 1.2e-7 relative error against 3.7e-7 in one
+    product). The rounding of a large column mean cancels in the centring: what stays is a
+    relative error of about ε₃₂·(|x̄|/σ)/√n in the Gram matrix."""
+    by_blocks = X.device.type == "cpu"
+    G, squares = (_gram_float32_by_blocks if by_blocks else _gram_float32_whole)(X, x_mean)
+    return G, squares - X.shape[0] * x_mean * x_mean
+
+
+def _gram_float32_whole(X: Tensor, x_mean: Tensor) -> tuple[Tensor, Tensor]:
+    """(X_cᵀX_c in float32, Σᵢ x_ij² in float64) in whole-matrix torch, for a device."""
+    X32 = X.to(torch.float32)
+    X32 -= x_mean.to(torch.float32)
+    return (X32.T @ X32).to(torch.float64), torch.einsum("ij,ij->j", X, X)
+
+
+def _gram_float32_by_blocks(X: Tensor, x_mean: Tensor) -> tuple[Tensor, Tensor]:
+    """(X_cᵀX_c in float32 by blocks, Σᵢ x_ij² in float64) for centred_gram_float32."""
+    Xn, mean = X.numpy(), x_mean.numpy().astype(np.float32)
+    n, d = Xn.shape
+    block, G = np.empty((min(GRAM_ROWS, n), d), np.float32), np.zeros((d, d))
+    squares = np.zeros(d)
+    for start in range(0, n, GRAM_ROWS):
+        rows, exact = block[: min(GRAM_ROWS, n - start)], Xn[start : start + GRAM_ROWS]
+        np.copyto(rows, exact, casting="same_kind")
+        rows -= mean
+        G += rows.T @ rows  # numpy recognises XᵀX: BLAS syrk
+        squares += np.einsum("ij,ij->j", exact, exact)
+    return torch.from_numpy(G), torch.from_numpy(squares)
+
+
+REFINE_MAX_ROUNDS = 10
+"""Rounds of l1_refined before it gives up and the caller forms the float64 Gram."""
+
+REFINE_MIN_BUDGET = 200
+"""FISTA iterations l1_refined may spend, at least; at most n/4 (two products with the d × d
+G̃ each: together at most half the n·d² flops of the float64 Gram they are meant to save).
+Where float32 made G̃ (nearly) singular, FISTA on it may never certify: a column repeated
+up to 10⁻⁷ ran 37870 iterations (5 s) before the budget, against 50 on the float64 Gram."""
+
+
+def l1_refined(
+    X: Tensor,
+    y_centred: Tensor,
+    x_mean: Tensor,
+    c: Tensor,
+    lam: float,
+    l2: float,
+    max_iter: int,
+    start: Tensor,
+) -> tuple[Tensor, int, bool] | None:
+    """The full problem on a float32 Gram matrix G̃ ≈ G = X_cᵀX_c, refined to the float64
+    answer: (w, iterations, certified), or None where float32 is too coarse for X.
+
+    Iterative refinement, as for a linear system solved in lower precision (a proximal Newton
+    method whose model Hessian is G̃): w_k solves the problem with G̃ and c̃_k exactly
+    (FISTA + polish); the exact correlation ρ_k = X_cᵀ(y_c − X_c w_k) (one float64 pass over
+    X, see correlation) gives c̃_{k+1} = G̃w_k + ρ_k, so that the G̃-problem's KKT residual at
+    w_k is the true one. A fixed point satisfies the true KKT conditions, and each round shrinks the error by about
+    ‖G̃⁻¹(G̃ − G)‖ (≈ ε₃₂·cond): on 20000 × 500 Gaussian data the second round is certified.
+    The certificate is polish's KKT test on the exact ρ; when the violation does not shrink
+    tenfold a round, or FISTA spends its budget (REFINE_MIN_BUDGET) — an ill-conditioned X —
+    the caller falls back to the float64 Gram.
+    """
+    G, diagonal = centred_gram_float32(X, x_mean)
+    # float32 lost a column (overflow, underflow, a mean that swamps its spread): float64
+    mismatch = (G.diagonal() - diagonal).abs()
+    if not bool((mismatch <= 1e-4 * diagonal + 1e-6 * diagonal.max()).all()):
+        return None
+    slack, used, worst = kkt_slack(c, lam), 0, math.inf
+    budget = min(max_iter, max(REFINE_MIN_BUDGET, X.shape[0] // 4))
+    c_tilde, w = c, start
+    for _ in range(REFINE_MAX_ROUNDS):
+        exact = polish(G, c_tilde, w, lam, l2) if bool((w != 0).any()) else None
+        if exact is None:  # the support changed: FISTA from w
+            exact, iterations, certified = l1_solve(G, c_tilde, lam, l2, budget - used, w)
+            used += iterations
+            if not certified:  # the budget, or a G̃ too far from G: the float64 path decides
+                return None
+        w = exact
+        rho = correlation(X, y_centred, x_mean, w)
+        violation = kkt_violation(rho, w, lam, l2)
+        if violation <= slack:
+            return w, used, True
+        if violation > 0.1 * worst or used >= budget:
+            return None
+        worst = violation
+        c_tilde = G @ w + rho
+    return None

@@ -21,9 +21,9 @@ Lasso and elastic net run FISTA on the Gram matrix until the active set settles,
 (for large n·d² on the Gram matrix of a working set of columns only: see
 :mod:`dlopt.regularize._l1`):
 on the support S with signs s the solution solves (X_SᵀX_S + 2λβI)w_S = X_Sᵀy − λs exactly. The
-solve is the minimum-norm one through the eigendecomposition of that matrix, so collinear
-columns on the support (a singular X_SᵀX_S, also when the support outgrows the rank for n < d)
-are handled. The KKT conditions certify the result: X_jᵀ(y − Xw) − 2λβw_j = λ·sign(w_j) on the
+solve is by Cholesky where that matrix is well conditioned, else the minimum-norm one through
+its eigendecomposition, so collinear columns on the support (a singular X_SᵀX_S, also when the
+support outgrows the rank for n < d) are handled. The KKT conditions certify the result: X_jᵀ(y − Xw) − 2λβw_j = λ·sign(w_j) on the
 support and |X_jᵀ(y − Xw)| ≤ λ off it, so results are exact to rounding, not to a tolerance.
 With collinear columns the lasso's minimizer is not unique: the fit (Xŵ) and objective are,
 and the polished ŵ is the one FISTA's iterates approach from 0. λ = 0 is least squares and
@@ -44,7 +44,13 @@ from torch import Tensor
 
 from dlopt._validation import check_finite_number, check_positive_int
 from dlopt.errors import InvalidParameterError
-from dlopt.regularize._l1 import WORKING_SET_MIN_WORK, gram, l1_solve, l1_working_set
+from dlopt.regularize._l1 import (
+    WORKING_SET_MIN_WORK,
+    column_mean,
+    gram,
+    l1_solve,
+    l1_working_set,
+)
 from dlopt.regularize._l1 import soft_threshold as soft_threshold  # re-exported
 
 
@@ -207,7 +213,7 @@ def elastic_net(
         return _ridge(X, y, 0.0, fit_intercept, dtype, caller)
     n, d = X.shape
     if n * d * d > WORKING_SET_MIN_WORK:  # the Gram matrix of the working set only
-        x_mean = X.mean(0) if fit_intercept else X.new_zeros(d)
+        x_mean = column_mean(X) if fit_intercept else X.new_zeros(d)
         y_mean = y.mean() if fit_intercept else X.new_zeros(())
         # a NaN or inf anywhere in X reaches its column's sum
         if not bool(torch.isfinite(x_mean if fit_intercept else X.sum(0)).all()):

@@ -1,0 +1,158 @@
+"""The pieces behind a fast dense lasso / elastic net (regularize/_l1.py, issue 19): a float32
+Gram matrix refined to the float64 answer, polish's Cholesky solve, FISTA with backtracking and
+the blocked correlation — each against float64 NumPy, closed forms, or the float64 path."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from dlopt.regularize import _l1, elastic_net, lasso
+
+
+def _problem(seed, n, d, mean_scale=1.0, collinear=False):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 2.0, size=d) + mean_scale * rng.normal(size=d)
+    if collinear:  # column 1 a tiny perturbation of column 0: cond(G) ~ 10¹⁴
+        X[:, 1] = X[:, 0] + 1e-7 * rng.normal(size=n)
+    w = rng.normal(scale=2.0, size=d) * (rng.uniform(size=d) < 0.7)
+    return torch.tensor(X), torch.tensor(X @ w + rng.normal(size=n) + 1.0)
+
+
+def _fit(X, y, lam, beta, *, float64_gram=False):
+    """lasso / elastic net on the default (working-set) path; with float64_gram=True
+    l1_refined declines, as when float32 is too coarse, and the float64 Gram decides."""
+    fit = lasso if beta == 0 else elastic_net
+    args = (X, y, lam) if beta == 0 else (X, y, lam, beta)
+    if float64_gram:
+        with mock.patch("dlopt.regularize._l1.l1_refined", return_value=None):
+            return fit(*args, fit_intercept=True)
+    return fit(*args, fit_intercept=True)
+
+
+def _spy_refined():
+    """A spy on l1_refined: its results in `.results`."""
+    real, results = _l1.l1_refined, []
+
+    def spy(*args, **kwargs):
+        results.append(real(*args, **kwargs))
+        return results[-1]
+
+    return mock.patch("dlopt.regularize._l1.l1_refined", side_effect=spy), results
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_dense_solution_is_refined_from_float32_to_the_float64_answer(seed, beta):
+    X, y = _problem(seed, 4000, 150)
+    patch, results = _spy_refined()
+    with patch:
+        refined = _fit(X, y, 5.0, beta)
+    assert len(results) == 1 and results[0] is not None and results[0][2]  # certified
+    exact = _fit(X, y, 5.0, beta, float64_gram=True)
+    assert refined.converged and exact.converged
+    assert 0 < int((refined.coef == 0).sum()) < 150  # dense, with exact zeros
+    assert torch.equal(refined.coef == 0, exact.coef == 0)
+    np.testing.assert_allclose(refined.coef.numpy(), exact.coef.numpy(), rtol=0, atol=1e-10)
+    assert refined.intercept == pytest.approx(exact.intercept, abs=1e-10)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["mean swamps the spread", "nearly collinear columns"],
+)
+def test_where_float32_is_too_coarse_the_float64_gram_decides(kind):
+    """A column mean 10⁵ × its spread fails the diagonal check; with a condition number of
+    10¹⁴ FISTA on G̃ spends its budget. Either way the answer is the float64 path's."""
+    if kind == "mean swamps the spread":
+        X, y = _problem(2, 3000, 120, mean_scale=1e5)
+    else:
+        X, y = _problem(3, 3000, 120, collinear=True)
+    patch, results = _spy_refined()
+    with patch:
+        fit = _fit(X, y, 5.0, 0.0)
+    assert results == [None]
+    exact = _fit(X, y, 5.0, 0.0, float64_gram=True)
+    assert fit.converged
+    np.testing.assert_array_equal(fit.coef.numpy(), exact.coef.numpy())
+
+
+def test_the_float32_gram_and_its_check_against_float64():
+    X, _ = _problem(4, 5000, 40, mean_scale=100.0)
+    x_mean = X.mean(0)
+    Xc = (X - x_mean).numpy()
+    exact = Xc.T @ Xc
+    with mock.patch.object(_l1, "GRAM_ROWS", 777):  # blocks that do not divide n
+        G, diagonal = _l1.centred_gram_float32(X, x_mean)
+    assert G.dtype == torch.float64
+    # float32 accuracy, relative to the centred entries (not to the 10⁴ × larger raw ones)
+    assert np.abs(G.numpy() - exact).max() <= 1e-5 * np.abs(exact).max()
+    np.testing.assert_allclose(diagonal.numpy(), np.diag(exact), rtol=1e-9)
+    # the device path (whole-matrix torch) gives the same numbers to float32 rounding
+    G_whole, squares = _l1._gram_float32_whole(X, x_mean)
+    assert np.abs(G_whole.numpy() - exact).max() <= 1e-5 * np.abs(exact).max()
+    np.testing.assert_allclose((squares - len(X) * x_mean**2).numpy(), np.diag(exact), rtol=1e-9)
+
+
+@pytest.mark.parametrize("columns", ["all", "some"])
+def test_the_blocked_correlation_equals_two_float64_products(columns):
+    X, y = _problem(5, 1000, 30)
+    x_mean = X.mean(0)
+    y_c = y - y.mean()
+    rng = np.random.default_rng(0)
+    cols = None if columns == "all" else torch.tensor([3, 7, 8, 20])
+    w = torch.tensor(rng.normal(size=30 if cols is None else 4))
+    X_w = None if cols is None else X[:, cols].contiguous()
+    Xc = (X - x_mean).numpy()
+    Xc_w = Xc if cols is None else Xc[:, cols.numpy()]
+    expected = Xc.T @ (y_c.numpy() - Xc_w @ w.numpy())
+    with mock.patch.object(_l1, "CORRELATION_ROWS", 37):
+        got = _l1.correlation(X, y_c, x_mean, w, X_w, cols)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10, atol=1e-9)
+
+
+def test_the_support_solve_is_cholesky_when_well_conditioned_and_minimum_norm_when_singular():
+    rng = np.random.default_rng(6)
+    B = rng.normal(size=(50, 20))
+    A, b = B.T @ B, rng.normal(size=20)
+    with mock.patch("torch.linalg.eigh", side_effect=AssertionError("not Cholesky")):
+        x = _l1._support_solve(torch.tensor(A), torch.tensor(b))
+    np.testing.assert_allclose(x.numpy(), np.linalg.solve(A, b), rtol=1e-12)
+    C = rng.normal(size=(50, 5))
+    S = np.hstack([C, C[:, :2]])  # rank 5 of 7: singular
+    A, b = S.T @ S, S.T @ rng.normal(size=50)  # b in the range: consistent
+    x = _l1._support_solve(torch.tensor(A), torch.tensor(b))
+    np.testing.assert_allclose(x.numpy(), np.linalg.pinv(A) @ b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("guess", [1e-6, 1e4], ids=["far too small", "far too large"])
+def test_fista_backtracks_from_any_lipschitz_guess_to_the_same_answer(guess):
+    X, y = _problem(7, 400, 25)
+    Xc, yc = X - X.mean(0), y - y.mean()
+    G, c = Xc.T @ Xc, Xc.T @ yc
+    reference, _, certified = _l1.l1_solve(G, c, 30.0, 0.2, 100_000)
+    assert certified
+    true = float(torch.linalg.eigvalsh(G)[-1])
+    with mock.patch.object(_l1, "_lipschitz_guess", return_value=guess * true):
+        w, iterations, certified = _l1.l1_solve(G, c, 30.0, 0.2, 100_000)
+    assert certified and iterations > 0
+    np.testing.assert_allclose(w.numpy(), reference.numpy(), rtol=0, atol=1e-10)
+
+
+def test_the_lipschitz_guess_is_the_largest_eigenvalue_from_below():
+    X, _ = _problem(8, 300, 40)
+    G = (X - X.mean(0)).T @ (X - X.mean(0))
+    top = float(torch.linalg.eigvalsh(G)[-1])
+    assert 0.5 * top <= _l1._lipschitz_guess(G) <= top * (1 + 1e-12)
+
+
+def test_kkt_violation_is_the_worst_miss_of_the_optimality_conditions():
+    w = torch.tensor([1.5, 0.0, -2.0, 0.0], dtype=torch.float64)
+    lam, l2 = 1.0, 0.25
+    # on the support the condition is ρ_j − 2·l2·w_j = λ·sign(w_j): ρ = (1.75, ·, −2.0, ·)
+    rho = torch.tensor([1.75, 0.4, -2.0 + 0.01, -1.3], dtype=torch.float64)
+    # misses: |1.75 − 0.75 − 1| = 0, |−1.99 + 1 + 1| = 0.01 on; |0.4| − 1 < 0, 1.3 − 1 = 0.3 off
+    assert _l1.kkt_violation(rho, w, lam, l2) == pytest.approx(0.3)
+    rho[3] = 0.9
+    assert _l1.kkt_violation(rho, w, lam, l2) == pytest.approx(0.01)
