@@ -335,6 +335,14 @@ def _gram_float32_by_blocks(X: Tensor, x_mean: Tensor) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(G), torch.from_numpy(squares)
 
 
+def faithful(G: Tensor, diagonal: Tensor) -> bool:
+    """Whether the float32 Gram matrix G̃ kept every column: its diagonal within 10⁻⁴ of the
+    float64 one (or 10⁻⁶ of the largest). Overflow, underflow or a column mean that swamps
+    the column's spread (|x̄|/σ ≳ 10⁵) fail it; the refinement's contraction tests the rest."""
+    mismatch = (G.diagonal() - diagonal).abs()
+    return bool((mismatch <= 1e-4 * diagonal + 1e-6 * diagonal.max()).all())
+
+
 REFINE_MAX_ROUNDS = 10
 """Rounds of l1_refined before it gives up and the caller forms the float64 Gram."""
 
@@ -369,9 +377,7 @@ def l1_refined(
     the caller falls back to the float64 Gram.
     """
     G, diagonal = centred_gram_float32(X, x_mean)
-    # float32 lost a column (overflow, underflow, a mean that swamps its spread): float64
-    mismatch = (G.diagonal() - diagonal).abs()
-    if not bool((mismatch <= 1e-4 * diagonal + 1e-6 * diagonal.max()).all()):
+    if not faithful(G, diagonal):
         return None
     slack, used, worst = kkt_slack(c, lam), 0, math.inf
     budget = min(max_iter, max(REFINE_MIN_BUDGET, X.shape[0] // 4))
