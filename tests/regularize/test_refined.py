@@ -2,6 +2,7 @@
 Gram matrix refined to the float64 answer, polish's Cholesky solve, FISTA with backtracking and
 the blocked correlation — each against float64 NumPy, closed forms, or the float64 path."""
 
+import warnings
 from unittest import mock
 
 import numpy as np
@@ -59,24 +60,97 @@ def test_a_dense_solution_is_refined_from_float32_to_the_float64_answer(seed, be
     assert refined.intercept == pytest.approx(exact.intercept, abs=1e-10)
 
 
-@pytest.mark.parametrize(
-    "kind",
-    ["mean swamps the spread", "nearly collinear columns"],
-)
+@pytest.mark.parametrize("kind", ["float32 overflows", "float32 underflows", "nearly collinear"])
 def test_where_float32_is_too_coarse_the_float64_gram_decides(kind):
-    """A column mean 10⁵ × its spread fails the diagonal check; with a condition number of
-    10¹⁴ FISTA on G̃ spends its budget. Either way the answer is the float64 path's."""
-    if kind == "mean swamps the spread":
-        X, y = _problem(2, 3000, 120, mean_scale=1e5)
-    else:
-        X, y = _problem(3, 3000, 120, collinear=True)
+    """Entries of 10²⁰ overflow float32's squares and of 10⁻²⁵ underflow them (the diagonal
+    check); two columns 10⁻⁷ apart are one column in float32 (the support's conditioning).
+    Either way the answer is the float64 path's."""
+    X, y = _problem(3, 3000, 120, collinear=kind == "nearly collinear")
+    scale = {"float32 overflows": 1e20, "float32 underflows": 1e-25}.get(kind, 1.0)
     patch, results = _spy_refined()
     with patch:
-        fit = _fit(X, y, 5.0, 0.0)
+        fit = _fit(X * scale, y, 5.0 * scale, 0.0)
     assert results == [None]
-    exact = _fit(X, y, 5.0, 0.0, float64_gram=True)
+    exact = _fit(X * scale, y, 5.0 * scale, 0.0, float64_gram=True)
     assert fit.converged
     np.testing.assert_array_equal(fit.coef.numpy(), exact.coef.numpy())
+
+
+def test_near_duplicate_columns_leave_float32_at_the_first_polish():
+    """Ten pairs of columns 10⁻⁹ apart: float32 cannot tell them apart, and the refinement
+    stops at the first solve on such a support (it spent 5000 FISTA iterations and 500
+    eigendecompositions, 3.4 s, before REFINE_MIN_RCOND)."""
+    X, y = _problem(17, 3000, 120)
+    rng = np.random.default_rng(1)
+    for j in range(0, 20, 2):
+        X[:, j + 1] = X[:, j] + torch.tensor(1e-9 * rng.normal(size=len(X)))
+    real_l1_solve, iterations = _l1.l1_solve, []
+
+    def counted(*args, **kwargs):
+        try:
+            result = real_l1_solve(*args, **kwargs)
+        except _l1.CoarseGram:
+            iterations.append("coarse")
+            raise
+        iterations.append(result[1])
+        return result
+
+    patch, results = _spy_refined()
+    with patch, mock.patch.object(_l1, "l1_solve", side_effect=counted):
+        fit = _fit(X, y, 5.0, 0.0)
+    assert results == [None] and iterations[0] == "coarse"
+    assert fit.converged and iterations[1:] == [iterations[-1]]  # then one float64 solve
+    exact = _fit(X, y, 5.0, 0.0, float64_gram=True)
+    np.testing.assert_array_equal(fit.coef.numpy(), exact.coef.numpy())
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e12])
+@pytest.mark.parametrize("n, d", [(3000, 120), (200, 30)], ids=["working set", "gram"])
+def test_the_fit_is_scale_free(scale, n, d):
+    """lasso(s·X, y, s·λ) = lasso(X, y, λ)/s: the KKT certificate is relative, so X·10⁻¹²
+    is solved as exactly as X (an absolute 10⁻⁹ slack certified float32-accurate answers)."""
+    X, y = _problem(13, n, d)
+    base = lasso(X, y, 5.0, fit_intercept=True)
+    scaled = lasso(X * scale, y, 5.0 * scale, fit_intercept=True)
+    assert base.converged and scaled.converged
+    assert torch.equal(base.coef == 0, scaled.coef == 0)
+    np.testing.assert_allclose(
+        scaled.coef.numpy() * scale, base.coef.numpy(), rtol=0, atol=1e-10 * base.coef.abs().max()
+    )
+
+
+@pytest.mark.parametrize("offset", [1e5, 1e8])
+@pytest.mark.parametrize("n, d", [(3000, 120), (200, 30)], ids=["working set", "gram"])
+@pytest.mark.parametrize("kind", ["lasso", "elastic_net", "ridge"])
+def test_column_means_far_above_the_spread_are_centred_away(kind, n, d, offset):
+    """X + 10⁸: the same coefficients and predictions as X itself (the algebraic centring
+    XᵀX − n·x̄x̄ᵀ gave 10⁻⁵ errors at 10⁵ and 10³⁰⁴ at 10⁸). The intercept, ȳ − x̄ᵀŵ, carries
+    10⁸ × the coefficients' rounding, so the predictions are what compare."""
+    X, y = _problem(14, n, d)
+    fit = {"lasso": lasso, "ridge": ridge, "elastic_net": lambda *a, **k: elastic_net(*a, 0.5, **k)}
+    base = fit[kind](X, y, 5.0, fit_intercept=True)
+    moved = fit[kind](X + offset, y, 5.0, fit_intercept=True)
+    np.testing.assert_allclose(moved.coef.numpy(), base.coef.numpy(), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(moved.predict(X + offset), base.predict(X), rtol=0, atol=1e-5)
+
+
+def test_a_tensor_that_requires_grad_and_a_column_major_one_are_fitted_as_they_are():
+    X, y = _problem(15, 3000, 120)
+    base = lasso(X, y, 5.0, fit_intercept=True)
+    leaf = X.clone().requires_grad_(True)
+    np.testing.assert_array_equal(lasso(leaf, y, 5.0, fit_intercept=True).coef, base.coef)
+    column_major = X.T.contiguous().T
+    assert not column_major.is_contiguous()
+    np.testing.assert_allclose(
+        lasso(column_major, y, 5.0, fit_intercept=True).coef, base.coef, rtol=0, atol=1e-12
+    )
+
+
+def test_float32_overflow_is_not_reported_by_numpy():
+    X, y = _problem(16, 3000, 120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lasso(X * 1e20, y, 5.0e20, fit_intercept=True)
 
 
 def test_the_float32_gram_and_its_check_against_float64():
@@ -120,6 +194,9 @@ def test_the_support_solve_is_cholesky_when_well_conditioned_and_minimum_norm_wh
     with mock.patch("torch.linalg.eigh", side_effect=AssertionError("not Cholesky")):
         x = _l1._support_solve(torch.tensor(A), torch.tensor(b))
     np.testing.assert_allclose(x.numpy(), np.linalg.solve(A, b), rtol=1e-12)
+    assert np.linalg.cond(A) > 2  # so 1/cond < 0.5: refused under the refinement's bound
+    with pytest.raises(_l1.CoarseGram):
+        _l1._support_solve(torch.tensor(A), torch.tensor(b), min_rcond=0.5)
     C = rng.normal(size=(50, 5))
     S = np.hstack([C, C[:, :2]])  # rank 5 of 7: singular
     A, b = S.T @ S, S.T @ rng.normal(size=50)  # b in the range: consistent
@@ -202,10 +279,12 @@ def test_ridge_refined_from_float32_is_the_float64_answer(fit_intercept, mean_sc
     np.testing.assert_allclose(fit.coef.numpy(), theirs.coef_, rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("case", ["lambda below the Cholesky shift", "mean swamps the spread"])
+@pytest.mark.parametrize("case", ["lambda below the Cholesky shift", "float32 overflows"])
 def test_ridge_leaves_what_float32_cannot_do_to_the_float64_path(case):
-    X, y = _problem(10, 3000, 120, mean_scale=1e5 if case == "mean swamps the spread" else 1.0)
+    X, y = _problem(10, 3000, 120)
     lam = 1e-9 if case == "lambda below the Cholesky shift" else 20.0
+    if case == "float32 overflows":
+        X, lam = X * 1e20, lam * 1e40
     patch, results = _spy("_ridge_refined")
     with patch:
         fit = ridge(X, y, lam, fit_intercept=True)
