@@ -366,9 +366,9 @@ and 500 eigendecompositions on G̃ (3.4 s) against 20 iterations on the float64 
 
 REFINE_MIN_BUDGET = 200
 """FISTA iterations l1_refined may spend, at least; at most n/4 (two products with the d × d
-G̃ each: together at most half the n·d² flops of the float64 Gram they are meant to save).
-Where float32 made G̃ (nearly) singular, FISTA on it may never certify: a column repeated
-up to 10⁻⁷ ran 37870 iterations (5 s) before the budget, against 50 on the float64 Gram."""
+G̃ each: together about half the n·d² flops of the float64 Gram they are meant to save, not
+counting the polishes). A guard behind REFINE_MIN_RCOND: before either, a column repeated up
+to 10⁻⁷ ran 37870 iterations on G̃ (5 s), against 50 on the float64 Gram."""
 
 
 def l1_refined(

@@ -23,14 +23,23 @@ Lasso and elastic net run FISTA on the Gram matrix until the active set settles,
 on the support S with signs s the solution solves (X_SᵀX_S + 2λβI)w_S = X_Sᵀy − λs exactly. The
 solve is by Cholesky where that matrix is well conditioned, else the minimum-norm one through
 its eigendecomposition, so collinear columns on the support (a singular X_SᵀX_S, also when the
-support outgrows the rank for n < d) are handled. The KKT conditions certify the result: X_jᵀ(y − Xw) − 2λβw_j = λ·sign(w_j) on the
-support and |X_jᵀ(y − Xw)| ≤ λ off it, so results are exact to rounding, not to a tolerance.
+support outgrows the rank for n < d) are handled. The KKT conditions certify the result:
+X_jᵀ(y − Xw) − 2λβw_j = λ·sign(w_j) on the support and |X_jᵀ(y − Xw)| ≤ λ off it, to 10⁻⁹ of
+max(λ, ‖Xᵀy‖∞) — relative, so the fit is the same at any scale of X and y.
 With collinear columns the lasso's minimizer is not unique: the fit (Xŵ) and objective are,
 and the polished ŵ is the one FISTA's iterates approach from 0. λ = 0 is least squares and
 returns ridge's λ = 0 answer at once. A run that hits `max_iter` before a certified answer
 returns FISTA's last iterate with ``converged=False`` (and a :class:`ConvergenceWarning`).
 
-Everything runs in float64 on the inputs' device; ``coef`` comes back in X's dtype (float64 for
+Large problems (n·d² > 10⁷), where the Gram matrix costs most, form it in float32 — half the
+time — and refine to the float64 answer with exact residuals X_cᵀ(y_c − X_c w), one blocked
+pass over X each (ridge: :func:`_ridge_refined`; a dense lasso:
+:func:`~dlopt.regularize._l1.l1_refined`); where float32 is too coarse for X (overflow,
+underflow, a support too ill-conditioned for the rounds to contract) the float64 Gram decides.
+With ``fit_intercept`` a column whose mean is far above its range is centred in X itself (a
+copy), not through XᵀX − n·x̄x̄ᵀ, whose cancellation loses (|x̄|/σ)²·ε.
+
+The answers are float64 on the inputs' device; ``coef`` comes back in X's dtype (float64 for
 integer X).
 """
 
