@@ -309,3 +309,34 @@ def test_ridge_on_the_refined_path_refuses_non_finite_x():
     X[5, 7] = np.inf
     with pytest.raises(ValueError, match="finite"):
         ridge(X, y, 20.0)
+
+
+def test_a_small_ridge_with_huge_means_in_x_and_y_is_exact():
+    """Column means 10⁸ and ȳ ≈ 10⁹ at 200 × 40 (the Gram path): c is formed from the centred
+    y — Xᵀy − n·x̄ȳ cancelled ȳ away (3e-9 relative error; now at rounding)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 40)) + 1e8 * (1 + rng.random(40))
+    y = X @ rng.standard_normal(40) + rng.standard_normal(200)
+    lam = float(((X - X.mean(0)) ** 2).sum()) / 40
+    reference = _centred_ridge(torch.tensor(X), torch.tensor(y), lam, True)
+    for target in (y, y - y.mean()):
+        fit = ridge(torch.tensor(X), torch.tensor(target), lam, fit_intercept=True)
+        np.testing.assert_allclose(fit.coef.numpy(), reference, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["ridge", "lasso", "elastic_net"])
+@pytest.mark.parametrize("n, d", [(3000, 120), (200, 40)], ids=["large", "small"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_entries_whose_squares_overflow_are_refused_by_name_without_numpy_warnings(
+    kind, n, d, fit_intercept
+):
+    X, y = _problem(18, n, d)
+    X[0, 0] = 1e200
+    fit = {"lasso": lasso, "ridge": ridge, "elastic_net": lambda *a, **k: elastic_net(*a, 0.5, **k)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="too large: their squares overflow float64"):
+            fit[kind](X, y, 1.0, fit_intercept=fit_intercept)
+        X[0, 0] = np.nan
+        with pytest.raises(ValueError, match="X must be finite; found NaN or inf"):
+            fit[kind](X, y, 1.0, fit_intercept=fit_intercept)

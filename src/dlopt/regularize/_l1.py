@@ -29,13 +29,31 @@ import torch
 from scipy.linalg.lapack import dpocon, dpotrf, dpotrs
 from torch import Tensor
 
+from dlopt.errors import InvalidParameterError
+
 
 def gram(X: Tensor) -> Tensor:
-    """XᵀX. On CPU numpy's matmul recognises XᵀX and calls BLAS syrk: half the flops of gemm."""
+    """XᵀX. On CPU numpy's matmul recognises XᵀX and calls BLAS syrk: half the flops of gemm.
+    An overflow or NaN is left in the result for refuse_non_finite, not warned of by numpy."""
     if X.device.type == "cpu":
         Xn = X.numpy()
-        return torch.from_numpy(Xn.T @ Xn)
+        with np.errstate(all="ignore"):
+            return torch.from_numpy(Xn.T @ Xn)
     return X.T @ X
+
+
+def refuse_non_finite(X: Tensor, caller: str, squares: Tensor | None = None) -> None:
+    """InvalidParameterError for a NaN or inf in X — or, given `squares` (the Gram matrix's
+    diagonal, non-finite where X is), for entries whose squares overflow float64."""
+    if squares is not None and bool(torch.isfinite(squares).all()):
+        return
+    if not bool(torch.isfinite(X).all()):
+        raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+    if squares is not None:
+        raise InvalidParameterError(
+            f"{caller}(X, y): X's entries are too large: their squares overflow float64 "
+            f"(largest |x| = {float(X.abs().max()):.3g}; about 1e150 is the most); rescale X."
+        )
 
 
 def soft_threshold(z: Tensor, threshold: float | Tensor) -> Tensor:
@@ -217,9 +235,11 @@ def l1_working_set(
     lam: float,
     l2: float,
     max_iter: int,
+    caller: str = "lasso",
 ) -> tuple[Tensor, int, bool]:
     """argmin ½‖X_c w − y_c‖² + l2‖w‖² + lam‖w‖₁, X_c = X − 1x̄ᵀ (x̄ = 0 without intercept),
-    c = X_cᵀy_c, by the working set of the module docstring: (w, iterations, certified)."""
+    c = X_cᵀy_c, by the working set of the module docstring: (w, iterations, certified).
+    `caller` names the function in the error for entries whose squares overflow."""
     n, d = X.shape
     w = X.new_zeros(d)
     slack = kkt_slack(c, lam)
@@ -250,11 +270,13 @@ def l1_working_set(
         new = violators.nonzero().squeeze(1)
         inside |= violators
         X_new = X if new.numel() == d else X[:, new]  # a copy: BLAS on contiguous columns
+        G_new = gram(X_new)
+        refuse_non_finite(X_new, caller, G_new.diagonal())
         if cols.numel() == 0 or new.numel() == d:
-            cols, X_w, G_w = new, X_new, gram(X_new)
+            cols, X_w, G_w = new, X_new, G_new
         else:  # only the new blocks of G_W: X_WᵀX_new and X_newᵀX_new
             cross = X_w.T @ X_new
-            G_w = torch.cat([torch.cat([G_w, cross], 1), torch.cat([cross.T, gram(X_new)], 1)], 0)
+            G_w = torch.cat([torch.cat([G_w, cross], 1), torch.cat([cross.T, G_new], 1)], 0)
             cols, X_w = torch.cat([cols, new]), torch.cat([X_w, X_new], 1)
         centring = n * torch.outer(x_mean[cols], x_mean[cols])  # X_cᵀX_c = XᵀX − n·x̄x̄ᵀ
         w_w, iterations, certified = l1_solve(
@@ -332,11 +354,11 @@ def _gram_float32_whole(X: Tensor, x_mean: Tensor) -> tuple[Tensor, Tensor]:
 
 def _gram_float32_by_blocks(X: Tensor, x_mean: Tensor) -> tuple[Tensor, Tensor]:
     """(X_cᵀX_c in float32 by blocks, Σᵢ x_ij² in float64) for centred_gram_float32."""
-    Xn, mean = X.numpy(), x_mean.numpy().astype(np.float32)
-    n, d = Xn.shape
+    Xn, n, d = X.numpy(), X.shape[0], X.shape[1]
     block, G = np.empty((min(GRAM_ROWS, n), d), np.float32), np.zeros((d, d))
     squares = np.zeros(d)
     with np.errstate(all="ignore"):  # float32 overflow: faithful() reports it, not numpy
+        mean = x_mean.numpy().astype(np.float32)
         for start in range(0, n, GRAM_ROWS):
             rows, exact = block[: min(GRAM_ROWS, n - start)], Xn[start : start + GRAM_ROWS]
             np.copyto(rows, exact, casting="same_kind")

@@ -62,6 +62,7 @@ from dlopt.regularize._l1 import (
     gram,
     l1_solve,
     l1_working_set,
+    refuse_non_finite,
 )
 from dlopt.regularize._l1 import soft_threshold as soft_threshold  # re-exported
 
@@ -143,15 +144,14 @@ def _normal_equations(
     diagonal (x² is inf or NaN), so checking G replaces a pass over X.
     """
     n = X.shape[0]
-    G, c = gram(X), X.T @ y
-    if not bool(torch.isfinite(G.diagonal()).all()):
-        raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+    G = gram(X)
+    refuse_non_finite(X, caller, G.diagonal())
     if fit_intercept:
         x_mean, y_mean = X.mean(0), y.mean()
+        y_c = y - y_mean  # centred first: Xᵀy − n·x̄ȳ would cancel a large ȳ away
         G = G - n * torch.outer(x_mean, x_mean)
-        c = c - n * x_mean * y_mean
-        return G, c, x_mean, y_mean
-    return G, c, X.new_zeros(X.shape[1]), X.new_zeros(())
+        return G, X.T @ y_c - x_mean * y_c.sum(), x_mean, y_mean
+    return G, X.T @ y, X.new_zeros(X.shape[1]), X.new_zeros(())
 
 
 def _finish(
@@ -207,8 +207,7 @@ def _ridge_refined(
     y_mean = y.mean() if fit_intercept else X.new_zeros(())
     y_c = y - y_mean
     G, diagonal = centred_gram_float32(X, x_mean)
-    if not bool(torch.isfinite(diagonal).all()):  # a NaN or inf in X reaches its column's
-        raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+    refuse_non_finite(X, caller, diagonal)  # a NaN or inf in X reaches its column's
     if 2 * lam < CHOLESKY_MIN_SHIFT * float(diagonal.sum()) or not faithful(G, diagonal):
         return None
     G.diagonal().add_(2 * lam)
@@ -259,8 +258,8 @@ def _ridge(
             if int(info) == 0:
                 w = torch.cholesky_solve(c[:, None], L)[:, 0]
                 return _finish(w, x_mean, y_mean, fit_intercept, 0, dtype)
-    elif not bool(torch.isfinite(X).all()):
-        raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+    else:
+        refuse_non_finite(X, caller)
     x_mean = X.mean(0) if fit_intercept else X.new_zeros(d)
     y_mean = y.mean() if fit_intercept else X.new_zeros(())
     if d > n and lam > 0:
@@ -306,8 +305,7 @@ def elastic_net(
     X, y, dtype = _check_xy(X, y, caller)
     X, offset = _without_offsets(X, fit_intercept)
     if lam == 0:  # least squares: an exact answer without iterating
-        if not bool(torch.isfinite(X).all()):
-            raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
+        refuse_non_finite(X, caller)
         return _with_offsets(_ridge(X, y, 0.0, fit_intercept, dtype, caller), offset)
     n, d = X.shape
     if n * d * d > WORKING_SET_MIN_WORK:  # the Gram matrix of the working set only
@@ -318,7 +316,7 @@ def elastic_net(
             raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
         y_c = y - y_mean
         c = X.T @ y_c - x_mean * y_c.sum()  # X_cᵀy_c
-        w, n_iter, converged = l1_working_set(X, y_c, x_mean, c, lam, lam * beta, max_iter)
+        w, n_iter, converged = l1_working_set(X, y_c, x_mean, c, lam, lam * beta, max_iter, caller)
     else:
         G, c, x_mean, y_mean = _normal_equations(X, y, fit_intercept, caller)
         w, n_iter, converged = l1_solve(G, c, lam, lam * beta, max_iter)
