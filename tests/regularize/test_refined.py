@@ -1,6 +1,7 @@
-"""The pieces behind a fast dense lasso / elastic net (regularize/_l1.py, issue 19): a float32
-Gram matrix refined to the float64 answer, polish's Cholesky solve, FISTA with backtracking and
-the blocked correlation — each against float64 NumPy, closed forms, or the float64 path."""
+"""The pieces behind a fast dense lasso / elastic net and ridge (regularize/_l1.py, _passes.py,
+linear.py; issue 19): a float32 Gram matrix refined to the float64 answer, polish's Cholesky
+solve, FISTA with backtracking and the blocked passes over X — each against float64 NumPy,
+closed forms, or the float64 path."""
 
 import warnings
 from unittest import mock
@@ -10,7 +11,7 @@ import pytest
 import torch
 from sklearn.linear_model import Ridge
 
-from dlopt.regularize import _l1, elastic_net, lasso, linear, ridge
+from dlopt.regularize import _l1, _passes, elastic_net, lasso, linear, ridge
 
 
 def _problem(seed, n, d, mean_scale=1.0, collinear=False):
@@ -158,14 +159,14 @@ def test_the_float32_gram_and_its_check_against_float64():
     x_mean = X.mean(0)
     Xc = (X - x_mean).numpy()
     exact = Xc.T @ Xc
-    with mock.patch.object(_l1, "GRAM_ROWS", 777):  # blocks that do not divide n
-        G, diagonal = _l1.centred_gram_float32(X, x_mean)
+    with mock.patch.object(_passes, "GRAM_ROWS", 777):  # blocks that do not divide n
+        G, diagonal = _passes.centred_gram_float32(X, x_mean)
     assert G.dtype == torch.float64
     # float32 accuracy, relative to the centred entries (not to the 10⁴ × larger raw ones)
     assert np.abs(G.numpy() - exact).max() <= 1e-5 * np.abs(exact).max()
     np.testing.assert_allclose(diagonal.numpy(), np.diag(exact), rtol=1e-9)
     # the device path (whole-matrix torch) gives the same numbers to float32 rounding
-    G_whole, squares = _l1._gram_float32_whole(X, x_mean)
+    G_whole, squares = _passes._gram_float32_whole(X, x_mean)
     assert np.abs(G_whole.numpy() - exact).max() <= 1e-5 * np.abs(exact).max()
     np.testing.assert_allclose((squares - len(X) * x_mean**2).numpy(), np.diag(exact), rtol=1e-9)
 
@@ -182,8 +183,8 @@ def test_the_blocked_correlation_equals_two_float64_products(columns):
     Xc = (X - x_mean).numpy()
     Xc_w = Xc if cols is None else Xc[:, cols.numpy()]
     expected = Xc.T @ (y_c.numpy() - Xc_w @ w.numpy())
-    with mock.patch.object(_l1, "CORRELATION_ROWS", 37):
-        got = _l1.correlation(X, y_c, x_mean, w, X_w, cols)
+    with mock.patch.object(_passes, "CORRELATION_ROWS", 37):
+        got = _passes.correlation(X, y_c, x_mean, w, X_w, cols)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10, atol=1e-9)
 
 

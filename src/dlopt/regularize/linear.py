@@ -54,18 +54,16 @@ from torch import Tensor
 
 from dlopt._validation import check_finite_number, check_positive_int
 from dlopt.errors import InvalidParameterError
-from dlopt.regularize._l1 import (
-    WORKING_SET_MIN_WORK,
+from dlopt.regularize._l1 import WORKING_SET_MIN_WORK, l1_solve, l1_working_set
+from dlopt.regularize._l1 import soft_threshold as soft_threshold  # re-exported
+from dlopt.regularize._passes import (
     centred_gram_float32,
     correlation,
     faithful,
     gram,
-    l1_solve,
-    l1_working_set,
     refuse_non_finite,
     sums_and_products,
 )
-from dlopt.regularize._l1 import soft_threshold as soft_threshold  # re-exported
 
 
 class ConvergenceWarning(UserWarning):
