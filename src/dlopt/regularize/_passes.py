@@ -5,6 +5,8 @@ and the refusal of an X they cannot use."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -51,6 +53,37 @@ def sums_and_products(X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
             sums += ones[: len(rows)].dot(rows)
             products += yn[start : start + CORRELATION_ROWS].dot(rows)
     return torch.from_numpy(sums), torch.from_numpy(products)
+
+
+@dataclass(frozen=True)
+class Centred:
+    """A least-squares problem with its intercept taken out, X never centred in memory:
+    X_c = X − 1x̄ᵀ (x̄ = 0 without an intercept), y_c = y − ȳ and c = X_cᵀy_c."""
+
+    X: Tensor
+    y: Tensor  # y_c
+    x_mean: Tensor
+    c: Tensor
+
+    def correlation(
+        self, w: Tensor, X_w: Tensor | None = None, cols: Tensor | None = None
+    ) -> Tensor:
+        """X_cᵀ(y_c − X_c w): see :func:`correlation`."""
+        return correlation(self.X, self.y, self.x_mean, w, X_w, cols)
+
+
+def centred_problem(
+    X: Tensor, y: Tensor, fit_intercept: bool, caller: str
+) -> tuple[Centred, Tensor]:
+    """(the Centred problem, ȳ) in one pass over X (sums_and_products), y centred first: with
+    Xᵀy − n·x̄ȳ a large ȳ would cancel away. A NaN or inf anywhere in X reaches its column's
+    sum and is refused."""
+    y_mean = y.mean() if fit_intercept else X.new_zeros(())
+    y_c = y - y_mean
+    sums, products = sums_and_products(X, y_c)
+    refuse_non_finite(X, caller, sums)  # NaN or inf, or entries near the float64 limit
+    x_mean = sums / len(X) if fit_intercept else X.new_zeros(X.shape[1])
+    return Centred(X, y_c, x_mean, products - x_mean * y_c.sum()), y_mean
 
 
 CORRELATION_ROWS = 128

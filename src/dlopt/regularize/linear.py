@@ -58,11 +58,10 @@ from dlopt.regularize._l1 import WORKING_SET_MIN_WORK, l1_solve, l1_working_set
 from dlopt.regularize._l1 import soft_threshold as soft_threshold  # re-exported
 from dlopt.regularize._passes import (
     centred_gram_float32,
-    correlation,
+    centred_problem,
     faithful,
     gram,
     refuse_non_finite,
-    sums_and_products,
 )
 
 
@@ -142,28 +141,12 @@ def _normal_equations(
     Uses X_cᵀX_c = XᵀX − n·x̄x̄ᵀ (no copy of X). A NaN or inf anywhere in X reaches G's
     diagonal (x² is inf or NaN), so checking G replaces a pass over X.
     """
-    n = X.shape[0]
     G = gram(X)
     refuse_non_finite(X, caller, G.diagonal())
+    problem, y_mean = centred_problem(X, y, fit_intercept, caller)
     if fit_intercept:
-        x_mean, y_mean = X.mean(0), y.mean()
-        y_c = y - y_mean  # centred first: Xᵀy − n·x̄ȳ would cancel a large ȳ away
-        G = G - n * torch.outer(x_mean, x_mean)
-        return G, X.T @ y_c - x_mean * y_c.sum(), x_mean, y_mean
-    return G, X.T @ y, X.new_zeros(X.shape[1]), X.new_zeros(())
-
-
-def _centred_products(
-    X: Tensor, y: Tensor, fit_intercept: bool, caller: str
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(x̄, ȳ, y_c, c = X_cᵀy_c) in one pass over X, without centring X (zeros for x̄ and ȳ
-    without an intercept). A NaN or inf anywhere in X reaches its column's sum."""
-    y_mean = y.mean() if fit_intercept else X.new_zeros(())
-    y_c = y - y_mean
-    sums, products = sums_and_products(X, y_c)
-    refuse_non_finite(X, caller, sums)  # NaN or inf, or entries near the float64 limit
-    x_mean = sums / len(X) if fit_intercept else X.new_zeros(X.shape[1])
-    return x_mean, y_mean, y_c, products - x_mean * y_c.sum()
+        G = G - len(X) * torch.outer(problem.x_mean, problem.x_mean)
+    return G, problem.c, problem.x_mean, y_mean
 
 
 def _finish(
@@ -215,28 +198,25 @@ def _ridge_refined(
     decides — when λ is below Cholesky's shift (CHOLESKY_MIN_SHIFT), when float32 lost a
     column, or when the corrections stop halving (an ill-conditioned X).
     """
-    x_mean, y_mean, y_c, c = _centred_products(X, y, fit_intercept, caller)
-    G, diagonal = centred_gram_float32(X, x_mean)
-    refuse_non_finite(X, caller, diagonal)  # a NaN or inf in X reaches its column's
+    problem, y_mean = centred_problem(X, y, fit_intercept, caller)
+    G, diagonal = centred_gram_float32(X, problem.x_mean)
+    refuse_non_finite(X, caller, diagonal)  # entries whose squares overflow
     if 2 * lam < CHOLESKY_MIN_SHIFT * float(diagonal.sum()) or not faithful(G, diagonal):
         return None
     G.diagonal().add_(2 * lam)
     L, info = torch.linalg.cholesky_ex(G)
     if int(info) != 0:
         return None
-    w = torch.cholesky_solve(c[:, None], L)
-    w, previous = w[:, 0], math.inf
+    w, previous = torch.cholesky_solve(problem.c[:, None], L)[:, 0], math.inf
     for _ in range(RIDGE_REFINE_MAX_ROUNDS):
-        residual = correlation(X, y_c, x_mean, w) - 2 * lam * w
+        residual = problem.correlation(w) - 2 * lam * w
         step = torch.cholesky_solve(residual[:, None], L)[:, 0]
         w = w + step
-        size, rounding = (
-            float(step.abs().max()),
-            4 * torch.finfo(w.dtype).eps * float(w.abs().max()),
-        )
+        size = float(step.abs().max())
+        rounding = 4 * torch.finfo(w.dtype).eps * float(w.abs().max())
         # done when this step, or the next one the contraction so far predicts, is rounding
         if size <= rounding or (previous < math.inf and size * (size / previous) <= rounding):
-            return w, x_mean, y_mean
+            return w, problem.x_mean, y_mean
         if size > 0.5 * previous:
             return None
         previous = size
@@ -316,24 +296,38 @@ def elastic_net(
     X, offset = _without_offsets(X, fit_intercept)
     if lam == 0:  # least squares: an exact answer without iterating
         refuse_non_finite(X, caller)
-        return _with_offsets(_ridge(X, y, 0.0, fit_intercept, dtype, caller), offset)
-    n, d = X.shape
-    if n * d * d > WORKING_SET_MIN_WORK:  # the Gram matrix of the working set only
-        x_mean, y_mean, y_c, c = _centred_products(X, y, fit_intercept, caller)
-        w, n_iter, converged = l1_working_set(X, y_c, x_mean, c, lam, lam * beta, max_iter, caller)
+        fit = _ridge(X, y, 0.0, fit_intercept, dtype, caller)
     else:
-        G, c, x_mean, y_mean = _normal_equations(X, y, fit_intercept, caller)
-        w, n_iter, converged = l1_solve(G, c, lam, lam * beta, max_iter)
-    if not converged:
+        fit = _l1_fit(X, y, lam, beta, fit_intercept, max_iter, dtype, caller)
+    if not fit.converged:
         warnings.warn(
             f"{caller}: stopped at max_iter={max_iter} before the KKT conditions held; the "
             "coefficients are FISTA's last iterate (result.converged is False).",
             ConvergenceWarning,
             stacklevel=3 if caller == "lasso" else 2,
         )
-    return _with_offsets(
-        _finish(w, x_mean, y_mean, fit_intercept, n_iter, dtype, converged), offset
-    )
+    return _with_offsets(fit, offset)
+
+
+def _l1_fit(
+    X: Tensor,
+    y: Tensor,
+    lam: float,
+    beta: float,
+    fit_intercept: bool,
+    max_iter: int,
+    dtype: torch.dtype,
+    caller: str,
+) -> LinearFit:
+    n, d = X.shape
+    if n * d * d > WORKING_SET_MIN_WORK:  # the Gram matrix of the working set only
+        problem, y_mean = centred_problem(X, y, fit_intercept, caller)
+        x_mean = problem.x_mean
+        w, n_iter, converged = l1_working_set(problem, lam, lam * beta, max_iter, caller)
+    else:
+        G, c, x_mean, y_mean = _normal_equations(X, y, fit_intercept, caller)
+        w, n_iter, converged = l1_solve(G, c, lam, lam * beta, max_iter)
+    return _finish(w, x_mean, y_mean, fit_intercept, n_iter, dtype, converged)
 
 
 def sklearn_alpha(kind: str, lam: float, n: int, beta: float = 0.0) -> dict[str, float]:
