@@ -196,9 +196,11 @@ def test_a_bench_json_that_cannot_be_written_is_refused_before_the_bench_runs(
     )
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    for target in (tmp_path, a_file / "out.json"):  # a folder; below a file
+    for target, says in ((tmp_path, "is a folder"), (a_file / "sub" / "out.json", "is a file")):
         assert main(["bench", "trainer", "--json", str(target)]) == 2
-        assert_one_error_line(capsys.readouterr().err)
+        err = capsys.readouterr().err
+        assert_one_error_line(err)
+        assert says in err
     assert ran == [] and not list(tmp_path.glob(".*.tmp"))
 
 

@@ -47,6 +47,9 @@ def check_writable(path: str | Path) -> None:
     path = Path(path)
     if path.is_dir():
         raise DloptError("is a folder; give a file name", source=path)
+    for above in path.parents:  # mkdir would say only "File exists"
+        if above.exists() and not above.is_dir():
+            raise DloptError("is a file, so nothing can be written below it", source=above)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
